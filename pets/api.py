@@ -1,0 +1,229 @@
+"""What a backend author imports: the backend contract, capabilities and claims.
+
+A backend is a class whose constructor takes keyword-only parameters and only stores
+them; its :attr:`~Backend.capabilities` say, as data, which task kinds it serves, its
+PET class and its formal :class:`Claim`; :meth:`~Backend.run` answers one task inside a
+harness-owned :class:`~pets.session.Session` and returns the task's output type. The
+harness, never the backend, computes accuracy, cost and leakage.
+
+Examples
+--------
+>>> from pets.api import Backend, Capabilities, Claim, PetClass
+>>> class Shout(Backend):
+...     def __init__(self, *, volume: int = 1) -> None:
+...         self.volume = volume
+...     @property
+...     def capabilities(self) -> Capabilities:
+...         return Capabilities(task_kinds=frozenset({"aggregate"}), pet_class=PetClass.BASELINE,
+...                             claim=Claim(declared_leakage=("inputs",)))
+>>> Shout(volume=3).get_params()
+{'volume': 3}
+"""
+
+from __future__ import annotations
+
+import enum
+import inspect
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pets.tasks import (
+    AggregateOutput,
+    InferenceOutput,
+    LinkageOutput,
+    LogisticModel,
+    QueryOutput,
+    ReleaseOutput,
+    Task,
+)
+
+if TYPE_CHECKING:
+    from pets.session import Session
+
+__all__ = [
+    "AggregateOutput",
+    "Backend",
+    "Capabilities",
+    "Claim",
+    "InferenceOutput",
+    "LinkageOutput",
+    "LogisticModel",
+    "PetClass",
+    "QueryOutput",
+    "ReleaseOutput",
+    "SecurityModel",
+    "Task",
+    "UnsupportedTask",
+]
+
+
+class PetClass(str, enum.Enum):
+    """The family a backend belongs to, used to group it in reports."""
+
+    BASELINE = "baseline"
+    SDC = "sdc"
+    HE = "he"
+    MPC = "mpc"
+    PSI = "psi"
+    DP = "dp"
+    SYNTHETIC = "synthetic"
+    FEDERATED = "federated"
+    REMOTE = "remote"
+
+
+class SecurityModel(str, enum.Enum):
+    """Adversary model under which a cryptographic claim holds."""
+
+    NONE = "none"
+    SEMI_HONEST = "semi-honest"
+    MALICIOUS = "malicious"
+    TRUSTED_THIRD_PARTY = "trusted-third-party"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A backend's formal privacy claim, as typed data.
+
+    Parameters
+    ----------
+    epsilon, delta : float or None
+        Differential-privacy guarantee, if any, for the whole run.
+    privacy_unit : str
+        What one neighbouring change adds or removes (``"patient"``).
+    neighbouring : str or None
+        Neighbouring relation for a DP claim (``"add-remove"`` or ``"substitute"``).
+    security_bits : int or None
+        Computational security level of the cryptography, in bits.
+    security_model : SecurityModel
+        Adversary model for the cryptographic part.
+    collusion_threshold : int or None
+        Largest number of colluding parties the claim survives.
+    declared_leakage : tuple of str
+        What the backend admits is revealed beyond nothing, e.g. ``"output"``,
+        ``"set sizes"``, ``"intersection cardinality"``, ``"inputs"`` (a party sees others'
+        raw data).
+    formal : bool
+        False for heuristics (hashing, suppression, k-anonymity) that carry no proof.
+    notes : str
+        One plain-language sentence on what the claim does not cover.
+    """
+
+    epsilon: float | None = None
+    delta: float | None = None
+    privacy_unit: str = "patient"
+    neighbouring: str | None = None
+    security_bits: int | None = None
+    security_model: SecurityModel = SecurityModel.NONE
+    collusion_threshold: int | None = None
+    declared_leakage: tuple[str, ...] = ("output",)
+    formal: bool = False
+    notes: str = ""
+
+    def __post_init__(self) -> None:
+        if self.epsilon is not None and not self.epsilon > 0:
+            raise ValueError(f"Claim.epsilon must be > 0, got {self.epsilon!r}")
+        if self.delta is not None and not 0 <= self.delta < 1:
+            raise ValueError(f"Claim.delta must be in [0, 1), got {self.delta!r}")
+        if isinstance(self.declared_leakage, str):
+            raise TypeError("Claim.declared_leakage must be a tuple of strings, not a string")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the claim as JSON-ready data."""
+        out = asdict(self)
+        out["security_model"] = self.security_model.value
+        out["declared_leakage"] = list(self.declared_leakage)
+        return out
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do, stated as data (read without running it).
+
+    Parameters
+    ----------
+    task_kinds : frozenset of str
+        Task kinds served, from :data:`pets.tasks.TASK_KINDS`.
+    pet_class : PetClass
+        The PET family.
+    claim : Claim
+        The formal claim for the backend's current parameters.
+    needs_processes : bool
+        True when the backend starts its own operating-system processes.
+    extra : str or None
+        The optional install extra that provides the backend's libraries.
+    """
+
+    task_kinds: frozenset[str]
+    pet_class: PetClass
+    claim: Claim = field(default_factory=Claim)
+    needs_processes: bool = False
+    extra: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the capabilities as JSON-ready data."""
+        return {
+            "task_kinds": sorted(self.task_kinds),
+            "pet_class": self.pet_class.value,
+            "claim": self.claim.to_dict(),
+            "needs_processes": self.needs_processes,
+            "extra": self.extra,
+        }
+
+
+class UnsupportedTask(Exception):
+    """Raised by a backend for a task (or task parameter) it cannot serve.
+
+    The harness records such a cell with status ``unsupported`` and this message.
+    """
+
+
+class Backend:
+    """Base class for backends.
+
+    Subclasses define a keyword-only ``__init__`` that stores each parameter under
+    its own name and does nothing else (no key generation, no I/O), a
+    :attr:`capabilities` property, and :meth:`run`.
+    """
+
+    @classmethod
+    def param_names(cls) -> tuple[str, ...]:
+        """Return the constructor's parameter names."""
+        sig = inspect.signature(cls.__init__)
+        return tuple(
+            name
+            for name, p in sig.parameters.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        )
+
+    @classmethod
+    def param_defaults(cls) -> dict[str, Any]:
+        """Return the constructor's parameters with their defaults."""
+        sig = inspect.signature(cls.__init__)
+        return {
+            name: (None if p.default is inspect.Parameter.empty else p.default)
+            for name, p in sig.parameters.items()
+            if name in cls.param_names()
+        }
+
+    def get_params(self) -> dict[str, Any]:
+        """Return the parameters this instance was built with."""
+        return {name: getattr(self, name) for name in self.param_names()}
+
+    @property
+    def capabilities(self) -> Capabilities:  # pragma: no cover - abstract
+        """What this backend serves and claims."""
+        raise NotImplementedError(f"{type(self).__name__} must define `capabilities`")
+
+    def run(self, task: Task, session: Session) -> Any:  # pragma: no cover - abstract
+        """Answer ``task`` using only ``session`` for data and communication.
+
+        Returns
+        -------
+        object
+            An instance of the task kind's output type.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define `run`")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,177 @@
+"""The ``pets`` command line: list, describe, run, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _value(text: str) -> Any:
+    """Parse a ``--param`` value as TOML (numbers, booleans, strings, lists)."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _params(pairs: Sequence[str]) -> dict[str, Any]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"pets: --param takes KEY=VALUE, got {pair!r}")
+        out[key.strip()] = _value(value.strip())
+    return out
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from pets.registry import Registry
+    from pets.scenarios import find_scenarios, load_scenario
+
+    if args.what in ("scenarios", "all"):
+        print("Scenarios:")
+        for sid in find_scenarios():
+            card = load_scenario(sid)
+            print(f"  {sid:32s} {card.kind:10s} {card.title}")
+    if args.what in ("backends", "all"):
+        registry = Registry.from_entry_points()
+        print("Backends:")
+        for name in registry.names():
+            print(f"  {name:32s} {registry.target(name)}")
+    return 0
+
+
+def _cmd_describe(args: argparse.Namespace) -> int:
+    from pets.registry import Registry, unknown_name_message
+    from pets.scenarios import find_scenarios, load_scenario
+
+    cards = find_scenarios()
+    registry = Registry.from_entry_points()
+    if args.name in cards or args.name.endswith(".toml"):
+        card = load_scenario(args.name)
+        print(f"{card.id}: {card.title}\n\n{card.summary}\n")
+        print(f"task kind: {card.kind}")
+        print("parties:   " + ", ".join(f"{p.name} ({p.role})" for p in card.parties))
+        print(f"data:      {card.data.source}, {card.data.size} patients "
+              f"(quick {card.data.quick_size}), holdout {card.data.holdout}, "
+              f"split {card.data.split['method']}")
+        print("attackers: " + ", ".join(card.attackers))
+        for sweep in card.sweeps:
+            print(f"sweep:     {sweep.backend}.{sweep.param} = {list(sweep.values)}")
+        for q in card.questions:
+            print(f"question:  {q}")
+        if card.story:
+            print(f"story:     {card.story}")
+        return 0
+    if args.name in registry:
+        cls = registry.load(args.name)
+        caps = cls().capabilities
+        print(f"{args.name}: {registry.target(args.name)}")
+        print((cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else "")
+        print("parameters: " + json.dumps(cls.param_defaults()))
+        print("capabilities: " + json.dumps(caps.to_dict(), indent=2))
+        return 0
+    known = list(cards) + registry.names()
+    print("pets: " + unknown_name_message("scenario or backend", args.name, known), file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace, *, demo: bool) -> int:
+    from pets.records import ResultStore
+    from pets.registry import Registry, UnknownBackend
+    from pets.report import markdown_report, scorecard_text
+    from pets.runner import run
+    from pets.tasks import CardError
+
+    registry = Registry.from_entry_points()
+    try:
+        frame = run(
+            scenarios=args.scenarios or None,
+            backends=args.backend or None,
+            params=_params(args.param),
+            size=args.size,
+            quick=demo or args.quick,
+            seeds=args.seeds,
+            repeats=args.repeats,
+            out=args.out,
+            resume=args.resume,
+            timeout=args.timeout,
+            memory_mb=args.memory_mb,
+            jobs=args.jobs,
+            leakage=args.leakage,
+            registry=registry,
+            progress=not args.no_progress,
+        )
+    except (CardError, UnknownBackend, KeyError, FileExistsError, FileNotFoundError) as exc:
+        print(f"pets: {exc}", file=sys.stderr)
+        return 2
+    out = Path(frame.attrs["out"])
+    report = out / "report.md"
+    full = ResultStore(out).to_frame()
+    report.write_text(markdown_report(full))
+    print(scorecard_text(frame))
+    counts = frame["status"].value_counts().to_dict() if len(frame) else {}
+    print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
+    print(f"run folder: {out}\nreport:     {report}")
+    return 0 if counts.get("failed", 0) == 0 and counts.get("timeout", 0) == 0 else 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pets", description="Compare privacy-enhancing technologies on health scenarios."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list scenarios and backends")
+    p.add_argument("what", nargs="?", choices=["scenarios", "backends", "all"], default="all")
+    p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser("describe", help="describe a scenario card or a backend")
+    p.add_argument("name")
+    p.set_defaults(func=_cmd_describe)
+
+    for name, helptext in (
+        ("run", "run scenarios x backends and write a run folder"),
+        ("demo", "quick run of every installed backend on every card"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        if name == "run":
+            p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
+                           help="scenario ids or card paths (default: all)")
+            p.add_argument("--backend", action="append", default=[],
+                           help="backend name (repeatable; default: all installed)")
+            p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                           help="backend parameter, overriding cards and sweeps (repeatable)")
+            p.add_argument("--size", type=int, help="patients per cell")
+            p.add_argument("--quick", action="store_true", help="use each card's quick size")
+            p.add_argument("--seeds", type=int, default=1)
+            p.add_argument("--repeats", type=int, default=1)
+        else:
+            p.set_defaults(scenarios=[], backend=[], param=[], size=None, quick=True,
+                           seeds=1, repeats=1)
+        p.add_argument("--out", help="run folder (default results/<timestamp>)")
+        p.add_argument("--resume", action="store_true", help="skip cells already in --out")
+        p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
+        p.add_argument("--memory-mb", type=float, default=8192.0, help="memory limit per cell")
+        p.add_argument("--jobs", type=int, default=1, help="cells run at once")
+        p.add_argument("--leakage", choices=["fast", "full", "off"], default="fast")
+        p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        p.set_defaults(func=lambda a, demo=(name == "demo"): _run(a, demo=demo))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``pets`` command."""
+    args = _parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,431 @@
+"""Plans and their execution.
+
+A plan is scenarios × backends × parameter sweeps × sizes × seeds × repeats. Each cell
+runs in its own operating-system process (``python -m pets.worker``) with a timeout
+and a memory limit; a crash, a hang or an exception becomes a record with a status and
+a message, and the rest of the plan goes on. Records stream to the run folder as cells
+finish, so an interrupted run loses nothing finished and ``resume`` skips done cells.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from pets.records import Record, ResultStore, cell_key
+from pets.registry import Registry
+from pets.scenarios import Scenario, find_scenarios, load_scenario
+from pets.worker import environment
+
+__all__ = ["Cell", "RunOptions", "execute_plan", "plan_cells", "run"]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work: a backend with parameters on a scenario at a size and seed."""
+
+    scenario: Scenario
+    backend: str
+    target: str
+    params: Mapping[str, Any]
+    size: int
+    seed: int
+    repeat: int
+
+    @property
+    def key(self) -> str:
+        """Identity of the cell (see :func:`pets.records.cell_key`)."""
+        return cell_key(
+            self.scenario.id, self.scenario.card_hash, self.backend, self.params,
+            self.size, self.seed, self.repeat,
+        )
+
+    def spec(self, options: RunOptions) -> dict[str, Any]:
+        """Return the JSON spec handed to the worker process."""
+        return {
+            "scenario": self.scenario.id,
+            "card": str(self.scenario.path),
+            "card_hash": self.scenario.card_hash,
+            "backend": self.backend,
+            "target": self.target,
+            "params": dict(self.params),
+            "size": self.size,
+            "seed": self.seed,
+            "repeat": self.repeat,
+            "key": self.key,
+            "leakage": options.leakage,
+        }
+
+    def label(self) -> str:
+        """Short human-readable name for progress lines."""
+        params = ",".join(f"{k}={v}" for k, v in self.params.items())
+        return f"{self.scenario.id} / {self.backend}" + (f"[{params}]" if params else "")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How cells are executed.
+
+    Parameters
+    ----------
+    timeout_s : float
+        Wall-clock limit per cell; the cell's whole process group is killed past it.
+    memory_mb : float or None
+        Resident-memory limit per cell (the worker and its children); None for none.
+    jobs : int
+        Cells run at once.
+    leakage : str
+        ``fast``, ``full`` or ``off``.
+    python : str
+        Interpreter that runs the worker.
+    progress : bool
+        Show a progress bar on standard error.
+    """
+
+    timeout_s: float = 600.0
+    memory_mb: float | None = 8192.0
+    jobs: int = 1
+    leakage: str = "fast"
+    python: str = field(default_factory=lambda: sys.executable)
+    progress: bool = True
+
+
+def plan_cells(
+    scenarios: Sequence[Scenario],
+    backends: Sequence[str],
+    registry: Registry,
+    *,
+    params: Mapping[str, Any] | None = None,
+    size: int | None = None,
+    quick: bool = False,
+    seeds: int = 1,
+    repeats: int = 1,
+    sweep: bool = True,
+) -> list[Cell]:
+    """Expand a plan into cells.
+
+    For each scenario and backend, parameters are the card's defaults for that backend,
+    overridden by ``params`` (only keys the backend accepts); each sweep the card
+    declares for the backend multiplies the cells, unless ``params`` fixes that
+    parameter or ``sweep`` is False.
+    """
+    overrides = dict(params or {})
+    cells = []
+    for scenario in scenarios:
+        n = size if size is not None else (scenario.data.quick_size if quick else scenario.data.size)
+        for backend in backends:
+            target = registry.target(backend)
+            accepted = _param_names(registry, backend)
+            base = dict(scenario.backend_params.get(backend, {}))
+            base.update({k: v for k, v in overrides.items() if accepted is None or k in accepted})
+            sweeps = [s for s in scenario.sweeps_for(backend) if s.param not in overrides]
+            grids = [[(s.param, v) for v in s.values] for s in sweeps] if sweep else []
+            for combo in itertools.product(*grids) if grids else [()]:
+                cell_params = {**base, **dict(combo)}
+                for seed, repeat in itertools.product(range(seeds), range(repeats)):
+                    cells.append(Cell(scenario, backend, target, cell_params, n, seed, repeat))
+    return cells
+
+
+def _param_names(registry: Registry, backend: str) -> set[str] | None:
+    try:
+        return set(registry.load(backend).param_names())
+    except ImportError:
+        return None
+
+
+@dataclass
+class _Running:
+    cell: Cell
+    process: subprocess.Popen[bytes]
+    spec_path: Path
+    out_path: Path
+    stderr_path: Path
+    started: float
+    peak_mb: float = 0.0
+    killed_for: str | None = None
+
+
+def execute_plan(
+    cells: Sequence[Cell],
+    store: ResultStore,
+    options: RunOptions,
+    *,
+    resume: bool = False,
+    on_record: Callable[[Record], None] | None = None,
+) -> list[Record]:
+    """Run ``cells``, appending each record to ``store`` as it finishes.
+
+    Returns
+    -------
+    list of Record
+        Records of this plan's cells (with ``resume``, the earlier ones too).
+    """
+    done = store.done_keys() if resume else set()
+    if not resume and store.jsonl_path.exists() and store.jsonl_path.stat().st_size:
+        raise FileExistsError(
+            f"{store.jsonl_path} already holds records; pass resume=True (--resume) to "
+            "continue that run, or choose another output folder"
+        )
+    todo = [c for c in cells if c.key not in done]
+    _write_manifest(store, cells, options)
+    bar = _progress(len(cells), len(cells) - len(todo), options.progress)
+    pending = list(todo)
+    running: list[_Running] = []
+    with tempfile.TemporaryDirectory(prefix="pets-cells-") as tmp:
+        try:
+            while pending or running:
+                while pending and len(running) < max(1, options.jobs):
+                    running.append(_start(pending.pop(0), Path(tmp), options))
+                time.sleep(0.02)
+                for job in list(running):
+                    record = _poll(job, options)
+                    if record is None:
+                        continue
+                    running.remove(job)
+                    store.append(record)
+                    if on_record:
+                        on_record(record)
+                    bar.set_postfix_str(f"{job.cell.label()}: {record.status}", refresh=False)
+                    bar.update(1)
+        finally:
+            for job in running:
+                _kill(job)
+            bar.close()
+    store.write_parquet()
+    keys = {c.key for c in cells}
+    return [r for r in store.read() if r.key in keys]
+
+
+def _start(cell: Cell, tmp: Path, options: RunOptions) -> _Running:
+    spec_path = tmp / f"{cell.key}.spec.json"
+    out_path = tmp / f"{cell.key}.out.json"
+    stderr_path = tmp / f"{cell.key}.stderr"
+    spec_path.write_text(json.dumps(cell.spec(options)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    with open(stderr_path, "wb") as err:
+        process = subprocess.Popen(
+            [options.python, "-m", "pets.worker", str(spec_path), str(out_path)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=env,
+            start_new_session=True,
+        )
+    return _Running(cell, process, spec_path, out_path, stderr_path, time.monotonic())
+
+
+def _poll(job: _Running, options: RunOptions) -> Record | None:
+    code = job.process.poll()
+    elapsed = time.monotonic() - job.started
+    if code is None:
+        if elapsed > options.timeout_s:
+            job.killed_for = "timeout"
+            _kill(job)
+        elif options.memory_mb is not None:
+            rss = _tree_rss_mb(job.process.pid)
+            job.peak_mb = max(job.peak_mb, rss)
+            if rss > options.memory_mb:
+                job.killed_for = "memory"
+                _kill(job)
+        if job.killed_for is None:
+            return None
+        job.process.wait()
+    return _collect(job, elapsed, options)
+
+
+def _collect(job: _Running, elapsed: float, options: RunOptions) -> Record:
+    cell = job.cell
+    base = {
+        "scenario": cell.scenario.id, "backend": cell.backend, "params": dict(cell.params),
+        "size": cell.size, "seed": cell.seed, "repeat": cell.repeat,
+        "card_hash": cell.scenario.card_hash, "kind": cell.scenario.kind, "key": cell.key,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    cost = {"wall_s": elapsed, "peak_rss_mb": job.peak_mb or None}
+    if job.killed_for == "timeout":
+        return Record(
+            status="timeout", error=f"cell exceeded the {options.timeout_s:g} s timeout "
+            "and was stopped", cost=cost, **base,
+        )
+    if job.killed_for == "memory":
+        return Record(
+            status="failed", error=f"cell exceeded the {options.memory_mb:g} MiB memory "
+            "limit and was stopped", cost=cost, **base,
+        )
+    if job.out_path.exists():
+        return Record.from_dict(json.loads(job.out_path.read_text()))
+    from pets.worker import redact
+
+    tail = job.stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
+    code = job.process.returncode
+    reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+    message = f"cell process ended without a record ({reason})"
+    if tail:
+        message += ": " + " | ".join(tail)
+    return Record(status="failed", error=redact(message)[:4000], cost=cost, **base)
+
+
+def _kill(job: _Running) -> None:
+    try:
+        os.killpg(job.process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    job.process.wait()
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants, in MiB (Linux /proc)."""
+    total = 0.0
+    stack = [pid]
+    seen = set()
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+                    break
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def _write_manifest(store: ResultStore, cells: Sequence[Cell], options: RunOptions) -> None:
+    previous = store.read_manifest()
+    scenarios = {c.scenario.id: c.scenario for c in cells}
+    manifest = {
+        "created_at": previous.get("created_at")
+        or dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "updated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "schema_version": 1,
+        "environment": environment(),
+        "options": {
+            "timeout_s": options.timeout_s, "memory_mb": options.memory_mb,
+            "jobs": options.jobs, "leakage": options.leakage,
+        },
+        "cards": {sid: {"path": str(s.path), "sha256": s.card_hash} for sid, s in scenarios.items()},
+        "backends": sorted({c.backend for c in cells}),
+        "seeds": sorted({c.seed for c in cells}),
+        "sizes": sorted({c.size for c in cells}),
+        "cells": len(cells),
+    }
+    store.write_manifest(manifest)
+
+
+class _NoBar:
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, done: int, show: bool) -> Any:
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=done, unit="cell", desc="pets run", file=sys.stderr)
+
+
+def run(
+    scenarios: Iterable[str] | None = None,
+    backends: Iterable[str] | None = None,
+    *,
+    params: Mapping[str, Any] | None = None,
+    size: int | None = None,
+    quick: bool = False,
+    seeds: int = 1,
+    repeats: int = 1,
+    out: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    timeout: float = 600.0,
+    memory_mb: float | None = 8192.0,
+    jobs: int = 1,
+    leakage: str = "fast",
+    registry: Registry | None = None,
+    scenario_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Run a plan and return its records as a flat DataFrame.
+
+    Parameters
+    ----------
+    scenarios : iterable of str, optional
+        Scenario ids or card paths (default: every card in the scenario folder).
+    backends : iterable of str, optional
+        Backend names (default: every registered backend).
+    params : Mapping, optional
+        Backend parameters overriding the cards' defaults and sweeps.
+    size : int, optional
+        Patients per cell (default: the card's size, or its quick size with ``quick``).
+    quick : bool
+        Use each card's ``quick_size``.
+    seeds, repeats : int
+        Seeds 0..seeds-1, each run ``repeats`` times.
+    out : path-like, optional
+        Run folder (default ``results/<timestamp>``).
+    resume : bool
+        Skip cells already recorded in ``out``.
+    timeout, memory_mb, jobs, leakage, progress
+        See :class:`RunOptions`.
+    registry : Registry, optional
+        Where backend names are looked up (default: installed entry points).
+    scenario_dir : path-like, optional
+        Where scenario ids are looked up.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per record (see :func:`pets.records.records_frame`); the run folder is
+        in ``DataFrame.attrs["out"]``.
+    """
+    registry = Registry.from_entry_points() if registry is None else registry
+    directory = Path(scenario_dir) if scenario_dir is not None else None
+    ids = list(scenarios) if scenarios is not None else list(find_scenarios(directory))
+    cards = [load_scenario(s, directory) for s in ids]
+    names = list(backends) if backends is not None else registry.names()
+    for name in names:
+        registry.target(name)  # unknown names fail before anything runs
+    cells = plan_cells(
+        cards, names, registry, params=params, size=size, quick=quick, seeds=seeds,
+        repeats=repeats,
+    )
+    out_dir = Path(out) if out is not None else Path("results") / dt.datetime.now().strftime(
+        "%Y%m%d-%H%M%S"
+    )
+    store = ResultStore(out_dir)
+    options = RunOptions(
+        timeout_s=timeout, memory_mb=memory_mb, jobs=jobs, leakage=leakage, progress=progress
+    )
+    execute_plan(cells, store, options, resume=resume)
+    frame = store.to_frame()
+    keys = {c.key for c in cells}
+    frame = frame[frame["key"].isin(keys)].reset_index(drop=True) if len(frame) else frame
+    frame.attrs["out"] = str(out_dir)
+    return frame

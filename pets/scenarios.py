@@ -1,0 +1,340 @@
+"""Scenario cards: loading, validation, and turning a card into data for one cell.
+
+A card is a TOML file ``scenarios/<id>.toml`` with a story beside it (``<id>.md``).
+Every field is checked on load; a wrong one fails with a :class:`~pets.tasks.CardError`
+naming the file, the field and what is allowed. See ``docs/scenario-cards.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pets.registry import unknown_name_message
+from pets.tasks import TASK_KINDS, CardError, CardTable, PartyRole, Problem, ScenarioData
+
+__all__ = [
+    "ATTACKER_MODELS",
+    "CARD_SCHEMA",
+    "DATA_SOURCES",
+    "SPLIT_METHODS",
+    "DataSpec",
+    "Scenario",
+    "Sweep",
+    "build_problem",
+    "default_scenario_dir",
+    "find_scenarios",
+    "load_scenario",
+]
+
+#: Version of the card format this code reads.
+CARD_SCHEMA = 1
+ATTACKER_MODELS = ("A0", "A1", "A2", "A3")
+DATA_SOURCES = ("cohort", "breast_cancer", "diabetes")
+SPLIT_METHODS = ("column", "catchment", "overlap", "whole")
+ROLES = (
+    "data_holder", "analyst", "aggregator", "provider", "supplier", "custodian", "researcher",
+)
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The ``[data]`` table: source, sizes, held-out fraction and split among parties."""
+
+    source: str
+    size: int
+    quick_size: int
+    holdout: float
+    split: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One ``[[sweeps]]`` entry: a backend parameter and the values to run it at."""
+
+    backend: str
+    param: str
+    values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario card.
+
+    Attributes
+    ----------
+    id, title, summary : str
+        Identity and one-line description.
+    path : Path
+        The card file.
+    story : Path or None
+        The Markdown story for the workshop.
+    kind : str
+        Task kind.
+    parties : tuple of PartyRole
+        Parties and roles.
+    data : DataSpec
+        Data generation and split.
+    task_params : Mapping
+        Validated ``[task]`` table.
+    attackers : tuple of str
+        Attacker models that apply.
+    backend_params : Mapping
+        Default parameters per backend name.
+    sweeps : tuple of Sweep
+        Parameter sweeps.
+    questions : tuple of str
+        Questions the workshop discusses.
+    card_hash : str
+        SHA-256 of the card file's bytes.
+    """
+
+    id: str
+    title: str
+    summary: str
+    path: Path
+    story: Path | None
+    kind: str
+    parties: tuple[PartyRole, ...]
+    data: DataSpec
+    task_params: Mapping[str, Any]
+    attackers: tuple[str, ...]
+    backend_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sweeps: tuple[Sweep, ...] = ()
+    questions: tuple[str, ...] = ()
+    card_hash: str = ""
+
+    def sweeps_for(self, backend: str) -> tuple[Sweep, ...]:
+        """Return the sweeps declared for ``backend``."""
+        return tuple(s for s in self.sweeps if s.backend == backend)
+
+
+def default_scenario_dir() -> Path:
+    """Return where cards are looked up: ``$PETS_SCENARIOS``, else ``./scenarios`` if it
+    exists, else the ``scenarios/`` folder of the source checkout."""
+    env = os.environ.get("PETS_SCENARIOS")
+    if env:
+        return Path(env)
+    here = Path.cwd() / "scenarios"
+    if here.is_dir():
+        return here
+    return Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def find_scenarios(directory: Path | None = None) -> dict[str, Path]:
+    """Return scenario id to card path for every ``*.toml`` card in ``directory``."""
+    directory = default_scenario_dir() if directory is None else Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"no scenario folder at {directory} (set PETS_SCENARIOS)")
+    return {p.stem: p for p in sorted(directory.glob("*.toml"))}
+
+
+def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) -> Scenario:
+    """Load and validate a card, by path or by id.
+
+    Parameters
+    ----------
+    ref : str or path-like
+        A path to a ``.toml`` card, or a scenario id found in ``directory``.
+    directory : Path, optional
+        Where ids are looked up (default :func:`default_scenario_dir`).
+
+    Raises
+    ------
+    CardError
+        A field is missing or wrong; the message names the file and the field.
+    """
+    path = Path(ref)
+    if path.suffix != ".toml":
+        cards = find_scenarios(directory)
+        if str(ref) not in cards:
+            raise KeyError(unknown_name_message("scenario", str(ref), cards))
+        path = cards[str(ref)]
+    raw_bytes = path.read_bytes()
+    source = str(path)
+    try:
+        raw = tomllib.loads(raw_bytes.decode())
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(source, "(syntax)", f"not valid TOML: {exc}") from exc
+    card = CardTable(raw, source, "")
+    schema = card.get("schema", int, CARD_SCHEMA)
+    if schema != CARD_SCHEMA:
+        raise card.error("schema", f"card format {schema} is not read here; this version reads {CARD_SCHEMA}")
+    scenario_id = card.get("id", str)
+    if scenario_id != path.stem:
+        raise card.error("id", f"{scenario_id!r} must match the file name {path.stem!r}")
+    kind = card.get("kind", str, allowed=tuple(TASK_KINDS))
+    parties = _parse_parties(card, source)
+    data = _parse_data(card.table("data"), [p.name for p in parties])
+    columns = _source_columns(data.source)
+    task_params = TASK_KINDS[kind].parse_params(card.get("task", dict), source, parties, columns)
+    attackers = tuple(card.get("attackers", list, list(ATTACKER_MODELS), allowed=ATTACKER_MODELS))
+    backend_table = card.table("backends", {})
+    backend_params = {}
+    for name in backend_table.raw:
+        backend_params[name] = MappingProxyType(dict(backend_table.get(name, dict)))
+    sweeps = []
+    for i, s in enumerate(card.get("sweeps", list, [])):
+        sub = CardTable(s, source, f"sweeps[{i}]")
+        values = sub.get("values", list)
+        if not values:
+            raise sub.error("values", "needs at least one value")
+        sweeps.append(Sweep(sub.get("backend", str), sub.get("param", str), tuple(values)))
+        sub.check_unknown()
+    story_name = card.get("story", str, f"{scenario_id}.md")
+    story = path.parent / story_name
+    scenario = Scenario(
+        id=scenario_id,
+        title=card.get("title", str),
+        summary=card.get("summary", str),
+        path=path,
+        story=story if story.exists() else None,
+        kind=kind,
+        parties=parties,
+        data=data,
+        task_params=MappingProxyType(task_params),
+        attackers=attackers,
+        backend_params=MappingProxyType(backend_params),
+        sweeps=tuple(sweeps),
+        questions=tuple(card.get("questions", list, [])),
+        card_hash=hashlib.sha256(raw_bytes).hexdigest(),
+    )
+    card.check_unknown()
+    return scenario
+
+
+def _parse_parties(card: CardTable, source: str) -> tuple[PartyRole, ...]:
+    parties = []
+    for i, p in enumerate(card.get("parties", list)):
+        sub = CardTable(p, source, f"parties[{i}]")
+        parties.append(PartyRole(sub.get("name", str), sub.get("role", str, allowed=ROLES)))
+        sub.check_unknown()
+    names = [p.name for p in parties]
+    if len(parties) < 2:
+        raise card.error("parties", "a scenario needs at least two parties")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise card.error("parties", f"party names must be unique; repeated: {', '.join(duplicates)}")
+    return tuple(parties)
+
+
+def _parse_data(table: CardTable, party_names: Sequence[str]) -> DataSpec:
+    source = table.get("source", str, "cohort", allowed=DATA_SOURCES)
+    size = table.get("size", int)
+    quick = table.get("quick_size", int, min(size, 5_000))
+    holdout = table.get("holdout", float, 0.0)
+    for key, value in (("size", size), ("quick_size", quick)):
+        if value < 100:
+            raise table.error(key, f"must be at least 100 patients, got {value}")
+    if not 0 <= holdout < 1:
+        raise table.error("holdout", f"must be in [0, 1), got {holdout}")
+    split = table.table("split")
+    method = split.get("method", str, allowed=SPLIT_METHODS)
+    spec: dict[str, Any] = {"method": method}
+    if method == "column":
+        spec["column"] = split.get("column", str)
+        assign = split.table("assign")
+        spec["assign"] = {}
+        for party in assign.raw:
+            _check_party(assign, party, party_names)
+            spec["assign"][party] = assign.get(party, list)
+    elif method == "catchment":
+        shares = split.table("shares")
+        spec["shares"] = {}
+        for party in shares.raw:
+            _check_party(shares, party, party_names)
+            share = shares.get(party, float)
+            if share <= 0:
+                raise shares.error(party, f"must be > 0, got {share}")
+            spec["shares"][party] = share
+    elif method == "overlap":
+        per_party = split.table("parties")
+        spec["parties"] = {}
+        for party in per_party.raw:
+            _check_party(per_party, party, party_names)
+            sub = per_party.table(party)
+            entry = {
+                "practice_fraction": sub.get("practice_fraction", float, 1.0),
+                "query": sub.get("query", str, ""),
+                "extra_fraction": sub.get("extra_fraction", float, 0.0),
+            }
+            sub.check_unknown()
+            spec["parties"][party] = entry
+    else:
+        party = split.get("party", str, allowed=list(party_names))
+        spec["party"] = party
+    split.check_unknown()
+    table.check_unknown()
+    return DataSpec(source, size, quick, holdout, MappingProxyType(spec))
+
+
+def _check_party(table: CardTable, party: str, party_names: Sequence[str]) -> None:
+    if party not in party_names:
+        raise table.error(party, f"is not a party of the card; parties: {', '.join(party_names)}")
+
+
+def _source_columns(source: str) -> tuple[str, ...]:
+    if source == "cohort":
+        from pets.data import COLUMNS
+
+        return tuple(COLUMNS)
+    from pets.data import load_real_dataset
+
+    return tuple(load_real_dataset(source).columns)
+
+
+def _load_source(spec: DataSpec, size: int, seed: int) -> pd.DataFrame:
+    if spec.source == "cohort":
+        from pets.data import generate_cohort
+
+        return generate_cohort(size, seed=seed)
+    from pets.data import load_real_dataset
+
+    frame = load_real_dataset(spec.source)
+    if size < len(frame):
+        frame = frame.sample(n=size, random_state=seed).reset_index(drop=True)
+    return frame
+
+
+def _split(frame: pd.DataFrame, spec: Mapping[str, Any], rng: np.random.Generator) -> dict:
+    from pets.data import split_by_column, split_catchment, split_overlap
+
+    method = spec["method"]
+    if method == "column":
+        return split_by_column(frame, spec["column"], spec["assign"])
+    if method == "catchment":
+        names = list(spec["shares"])
+        return split_catchment(frame, names, [spec["shares"][n] for n in names], rng)
+    if method == "overlap":
+        return split_overlap(frame, spec["parties"], rng)
+    return {spec["party"]: frame.reset_index(drop=True)}
+
+
+def build_problem(scenario: Scenario, size: int, seed: int) -> Problem:
+    """Generate the cell's data from the card, seed and size, and build the task.
+
+    The same (card, size, seed) always gives the same problem.
+    """
+    rng = np.random.default_rng([seed, 0x5EED])
+    frame = _load_source(scenario.data, size, seed)
+    holdout = None
+    if scenario.data.holdout > 0:
+        from pets.data import split_holdout
+
+        frame, holdout = split_holdout(frame, scenario.data.holdout, rng)
+    partitions = _split(frame, scenario.data.split, rng)
+    kind = TASK_KINDS[scenario.kind]
+    problem = kind.build(
+        scenario.task_params, scenario.parties, ScenarioData(partitions, holdout, rng)
+    )
+    problem.task = replace(problem.task, scenario=scenario.id)
+    return problem

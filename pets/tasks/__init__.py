@@ -1,0 +1,56 @@
+"""Task kinds: the ideal functionalities, their output types and accuracy metrics.
+
+:data:`TASK_KINDS` maps each kind's name to its :class:`TaskKind`; it is read-only.
+"""
+
+from types import MappingProxyType
+
+from pets.tasks._base import (
+    Accuracy,
+    CardError,
+    CardTable,
+    PartyRole,
+    Problem,
+    ScenarioData,
+    Task,
+    TaskKind,
+)
+from pets.tasks._columns import DERIVED_FEATURES, design_matrix, public_ranges
+from pets.tasks.aggregate import AGGREGATE, AggregateOutput, finish_means, local_aggregate
+from pets.tasks.inference import INFERENCE, InferenceOutput
+from pets.tasks.linkage import LINKAGE, LinkageOutput, eligible, link_statistics
+from pets.tasks.query import QUERY, QueryOutput, answer_query
+from pets.tasks.release import RELEASE, ReleaseOutput
+from pets.tasks.train import TRAIN, LogisticModel, fit_logistic, labels
+
+__all__ = [
+    "DERIVED_FEATURES",
+    "TASK_KINDS",
+    "Accuracy",
+    "AggregateOutput",
+    "CardError",
+    "CardTable",
+    "InferenceOutput",
+    "LinkageOutput",
+    "LogisticModel",
+    "PartyRole",
+    "Problem",
+    "QueryOutput",
+    "ReleaseOutput",
+    "ScenarioData",
+    "Task",
+    "TaskKind",
+    "answer_query",
+    "design_matrix",
+    "eligible",
+    "finish_means",
+    "fit_logistic",
+    "labels",
+    "link_statistics",
+    "local_aggregate",
+    "public_ranges",
+]
+
+TASK_KINDS = MappingProxyType(
+    {kind.name: kind for kind in (AGGREGATE, LINKAGE, TRAIN, INFERENCE, RELEASE, QUERY)}
+)

@@ -1,0 +1,66 @@
+"""The wire format for messages between parties.
+
+Every inter-party message crosses the session channel as bytes. :func:`pack` turns
+tables (Apache Arrow IPC stream, uncompressed), numpy arrays (``.npy``) and
+JSON-ready values into bytes; :func:`unpack` reverses it. Nothing is unpickled, so a
+party decoding another's bytes runs no code from them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+__all__ = ["pack", "unpack"]
+
+_FRAME, _ARRAY, _JSON = b"F", b"A", b"J"
+
+
+def pack(value: Any) -> bytes:
+    """Encode ``value`` as bytes.
+
+    Parameters
+    ----------
+    value : DataFrame, numpy.ndarray or JSON-ready object
+        What to send. JSON-ready means dicts, lists, strings, numbers, booleans, None.
+
+    Returns
+    -------
+    bytes
+        A one-byte type tag followed by the encoding.
+    """
+    if isinstance(value, pd.DataFrame):
+        table = pa.Table.from_pandas(value, preserve_index=False)
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return _FRAME + sink.getvalue().to_pybytes()
+    if isinstance(value, np.ndarray):
+        buffer = io.BytesIO()
+        np.save(buffer, value, allow_pickle=False)
+        return _ARRAY + buffer.getvalue()
+    try:
+        return _JSON + json.dumps(value, allow_nan=True).encode()
+    except TypeError as exc:
+        raise TypeError(
+            f"cannot pack {type(value).__name__}: send a DataFrame, a numpy array or "
+            "JSON-ready data"
+        ) from exc
+
+
+def unpack(payload: bytes) -> Any:
+    """Decode bytes made by :func:`pack`."""
+    tag, body = payload[:1], payload[1:]
+    if tag == _FRAME:
+        with pa.ipc.open_stream(body) as reader:
+            return reader.read_all().to_pandas()
+    if tag == _ARRAY:
+        return np.load(io.BytesIO(body), allow_pickle=False)
+    if tag == _JSON:
+        return json.loads(body)
+    raise ValueError(f"unknown wire tag {tag!r}: not a message made by pets.wire.pack")

@@ -1,0 +1,236 @@
+"""Run one cell in this process: ``python -m pets.worker SPEC.json OUT.json``.
+
+The runner starts one worker process per cell (any Python interpreter with ``pets``
+and the backend's libraries installed can serve, which leaves room for backends that
+need their own virtual environment). The worker rebuilds the cell's data from the
+card, size and seed, runs the backend inside a fresh :class:`~pets.session.Session`,
+and has the harness score it: accuracy against the plaintext reference, cost from the
+session and the process, leakage from attacks on what each party observed. It writes
+one record as JSON to ``OUT.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pets.records import Record, write_atomic
+
+__all__ = ["CellSpec", "environment", "execute_cell", "main"]
+
+#: Keys of a cell spec (a JSON object written by the runner).
+CellSpec = Mapping[str, Any]
+
+_PACKAGES = ("pets-sandbox", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy")
+_NHS_LIKE = re.compile(r"(?<!\d)\d{3} ?\d{3} ?\d{4}(?!\d)")
+
+
+def environment(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Return the facts needed to reproduce a record: Python, platform, CPU, package
+    versions and the git commit of the source checkout, if any."""
+    versions = {}
+    for name in (*_PACKAGES, *extra_packages):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "packages": versions,
+        "git_commit": _git_commit(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset this process's peak resident set size (Linux); False if not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_rss_mb() -> float:
+    """Peak RSS of this process since the last reset, plus the largest child, in MiB."""
+    own = None
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                own = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    if own is None:
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return max(own, child)
+
+
+def redact(message: str) -> str:
+    """Mask anything shaped like an NHS number in an error message."""
+    return _NHS_LIKE.sub("<redacted>", message)
+
+
+def execute_cell(spec: CellSpec) -> Record:
+    """Run one cell and return its record; never raises for a backend's fault."""
+    from pets.api import UnsupportedTask
+    from pets.leakage import evaluate_leakage
+    from pets.registry import load_target
+    from pets.scenarios import build_problem, load_scenario
+    from pets.session import PartyAccessError, Session
+    from pets.tasks import TASK_KINDS
+
+    params = dict(spec["params"])
+    base = {
+        "scenario": spec["scenario"],
+        "backend": spec["backend"],
+        "params": params,
+        "size": spec["size"],
+        "seed": spec["seed"],
+        "repeat": spec["repeat"],
+        "card_hash": spec.get("card_hash", ""),
+        "key": spec.get("key", ""),
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "environment": environment(),
+    }
+
+    def failed(status: str, message: str, **extra: Any) -> Record:
+        return Record(status=status, error=redact(message)[:4000], **base, **extra)
+
+    scenario = load_scenario(spec["card"])
+    base["kind"] = scenario.kind
+    kind = TASK_KINDS[scenario.kind]
+    try:
+        backend_cls = load_target(spec["target"], spec["backend"])
+    except ImportError as exc:
+        return failed("failed", str(exc))
+    unknown = sorted(set(params) - set(backend_cls.param_names()))
+    if unknown:
+        return failed(
+            "failed",
+            f"backend {spec['backend']!r} has no parameter {unknown[0]!r}; "
+            f"parameters: {', '.join(backend_cls.param_names()) or '(none)'}",
+        )
+    try:
+        backend = backend_cls(**params)
+        capabilities = backend.capabilities
+    except (TypeError, ValueError) as exc:
+        return failed("failed", f"bad parameters for {spec['backend']!r}: {exc}")
+    base["pet_class"] = capabilities.pet_class.value
+    if scenario.kind not in capabilities.task_kinds:
+        return failed(
+            "unsupported",
+            f"{spec['backend']} serves {', '.join(sorted(capabilities.task_kinds))}, "
+            f"not {scenario.kind}",
+        )
+
+    problem = build_problem(scenario, spec["size"], spec["seed"])
+    session = Session(problem.task.parties, problem.party_data)
+    _reset_peak_rss()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    try:
+        output = backend.run(problem.task, session)
+    except UnsupportedTask as exc:
+        return failed("unsupported", str(exc))
+    except PartyAccessError as exc:
+        return failed("failed", f"party isolation violated: {exc}")
+    except Exception as exc:  # the backend's fault becomes the record's message
+        return failed("failed", _describe(exc))
+    wall = time.perf_counter() - wall0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (time.process_time() - cpu0) + (
+        children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
+    )
+    peak = _peak_rss_mb()
+
+    meter = session.meter()
+    cost = {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "peak_rss_mb": peak,
+        "bytes_total": meter.bytes_total,
+        "bytes_by_party": meter.bytes_by_party,
+        "messages": meter.messages,
+        "rounds": meter.rounds,
+        "rounds_by_party": meter.rounds_by_party,
+        "phases": session.phase_times(),
+    }
+    if not isinstance(output, kind.output_type):
+        return failed(
+            "failed",
+            f"{spec['backend']} returned {type(output).__name__}; a {scenario.kind} task "
+            f"must return {kind.output_type.__name__}",
+            cost=cost,
+        )
+    try:
+        reference = kind.reference(problem)
+        accuracy = kind.score(output, reference, problem).to_dict()
+    except Exception as exc:
+        return failed("failed", f"output could not be scored: {_describe(exc)}", cost=cost)
+    leakage = evaluate_leakage(
+        problem, session, capabilities, mode=spec.get("leakage", "fast"), seed=spec["seed"]
+    )
+    return Record(status="ok", accuracy=accuracy, cost=cost, leakage=leakage, **base)
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the worker process."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2:
+        print("usage: python -m pets.worker SPEC.json OUT.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(args[0]).read_text())
+    record = execute_cell(spec)
+    write_atomic(Path(args[1]), json.dumps(record.to_dict()).encode())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
