@@ -48,13 +48,15 @@ ROLES = (
 
 @dataclass(frozen=True)
 class DataSpec:
-    """The ``[data]`` table: source, sizes, held-out fraction and split among parties."""
+    """The ``[data]`` table: source, sizes, population filter, held-out fraction and split
+    among parties. ``size`` counts patients generated, before the filter."""
 
     source: str
     size: int
     quick_size: int
     holdout: float
     split: Mapping[str, Any]
+    filter: str = ""
 
 
 @dataclass(frozen=True)
@@ -232,6 +234,7 @@ def _parse_data(table: CardTable, party_names: Sequence[str]) -> DataSpec:
     size = table.get("size", int)
     quick = table.get("quick_size", int, min(size, 5_000))
     holdout = table.get("holdout", float, 0.0)
+    population = table.get("filter", str, "")
     for key, value in (("size", size), ("quick_size", quick)):
         if value < 100:
             raise table.error(key, f"must be at least 100 patients, got {value}")
@@ -274,7 +277,7 @@ def _parse_data(table: CardTable, party_names: Sequence[str]) -> DataSpec:
         spec["party"] = party
     split.check_unknown()
     table.check_unknown()
-    return DataSpec(source, size, quick, holdout, MappingProxyType(spec))
+    return DataSpec(source, size, quick, holdout, MappingProxyType(spec), population)
 
 
 def _check_party(table: CardTable, party: str, party_names: Sequence[str]) -> None:
@@ -326,6 +329,8 @@ def build_problem(scenario: Scenario, size: int, seed: int) -> Problem:
     """
     rng = np.random.default_rng([seed, 0x5EED])
     frame = _load_source(scenario.data, size, seed)
+    if scenario.data.filter:
+        frame = frame.query(scenario.data.filter).reset_index(drop=True)
     holdout = None
     if scenario.data.holdout > 0:
         from pets.data import split_holdout

@@ -1,0 +1,183 @@
+"""Backends that misbehave on purpose, for the harness tests (imported by the cell
+worker processes through the import path the runner passes on)."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from pets.api import (
+    AggregateOutput,
+    Backend,
+    Capabilities,
+    Claim,
+    PetClass,
+    SecurityModel,
+    Task,
+)
+from pets.backends.plaintext import Plaintext
+from pets.session import Session
+from pets.tasks import finish_means, local_aggregate
+from pets.wire import pack, unpack
+
+ALL_KINDS = frozenset({"aggregate", "linkage", "train", "inference", "release", "query"})
+
+
+def _caps(claim: Claim | None = None) -> Capabilities:
+    return Capabilities(task_kinds=ALL_KINDS, pet_class=PetClass.BASELINE, claim=claim or Claim())
+
+
+class Raising(Backend):
+    """Raises inside run."""
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _caps()
+
+    def run(self, task: Task, session: Session) -> object:
+        raise RuntimeError("deliberate failure in run")
+
+
+class Sleeping(Backend):
+    """Sleeps past any sensible timeout."""
+
+    def __init__(self, *, seconds: float = 60.0) -> None:
+        self.seconds = seconds
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _caps()
+
+    def run(self, task: Task, session: Session) -> object:
+        time.sleep(self.seconds)
+        return None
+
+
+class Crashing(Backend):
+    """Kills its own process, as a segfaulting native library would."""
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _caps()
+
+    def run(self, task: Task, session: Session) -> object:
+        import os
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
+        return None
+
+
+class Hog(Backend):
+    """Allocates memory until the harness stops it."""
+
+    def __init__(self, *, mb: int = 4000) -> None:
+        self.mb = mb
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _caps()
+
+    def run(self, task: Task, session: Session) -> object:
+        blocks = []
+        for _ in range(self.mb // 100):
+            blocks.append(np.ones(100 * 2**20 // 8))
+            time.sleep(0.01)
+        time.sleep(30)
+        return None
+
+
+class Peeking(Backend):
+    """While acting as the analyst, reads a data holder's rows."""
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _caps()
+
+    def run(self, task: Task, session: Session) -> object:
+        holder = task.party_names[0]
+        with session.as_party(holder) as theirs, session.as_party(task.recipient):
+            return theirs.data  # read while another party's scope is innermost
+
+
+class WrongOutput(Backend):
+    """Returns a number where the task needs its output type."""
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _caps()
+
+    def run(self, task: Task, session: Session) -> object:
+        return 42
+
+
+class Unsupporting(Backend):
+    """Serves only the train task."""
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(task_kinds=frozenset({"train"}), pet_class=PetClass.BASELINE)
+
+    def run(self, task: Task, session: Session) -> object:
+        raise AssertionError("the harness must not call run for an unsupported kind")
+
+
+class SecretlyPlain(Plaintext):
+    """Claims semi-honest cryptographic security but ships rows in the clear."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            task_kinds=ALL_KINDS,
+            pet_class=PetClass.HE,
+            claim=Claim(security_bits=128, security_model=SecurityModel.SEMI_HONEST,
+                        declared_leakage=("output",), formal=True),
+        )
+
+
+class LocalSums(Backend):
+    """Aggregate where each holder sends only its per-cell sums (no rows)."""
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(task_kinds=frozenset({"aggregate"}), pet_class=PetClass.BASELINE)
+
+    def run(self, task: Task, session: Session) -> AggregateOutput:
+        holders = [n for n in task.party_names if n != task.recipient]
+        for holder in holders:
+            with session.as_party(holder) as party:
+                sums = local_aggregate(party.data, task)
+                party.send(task.recipient, pack(sums.to_numpy()), tag="sums")
+        with session.as_party(task.recipient) as party:
+            total = sum(unpack(party.receive(h, tag="sums")) for h in holders)
+            template = local_aggregate(party.data if party.data is not None else
+                                       _empty(task), task)
+            template.iloc[:, :] = total
+            out = AggregateOutput(finish_means(template, task))
+            party.reveal("table", out)
+        return out
+
+
+def _empty(task: Task):
+    import pandas as pd
+
+    return pd.DataFrame({c: pd.Series(dtype=float) for c in task.public["columns"]})

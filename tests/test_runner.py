@@ -1,0 +1,131 @@
+"""The runner end to end: real worker processes, statuses, resume, no identifiers."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+import pets
+from pets.records import ResultStore
+from pets.runner import RunOptions, execute_plan, plan_cells
+from pets.scenarios import load_scenario
+
+from conftest import CARD_IDS
+
+
+def test_plaintext_runs_every_card_exactly(tmp_path, registry, scenario_dir):
+    frame = pets.run(
+        CARD_IDS, ["plaintext"], quick=True, out=tmp_path / "run", registry=registry,
+        scenario_dir=scenario_dir, progress=False,
+    )
+    assert sorted(frame["scenario"]) == sorted(CARD_IDS)
+    assert (frame["status"] == "ok").all(), frame[["scenario", "error"]].to_string()
+    for _, row in frame.iterrows():
+        primary = row["accuracy.primary"]
+        value = row[f"accuracy.{primary}"]
+        if row["accuracy.higher_is_better"]:
+            assert value == pytest.approx(1.0), (row["scenario"], primary, value)
+        else:
+            assert value == pytest.approx(0.0, abs=1e-12), (row["scenario"], primary, value)
+        assert row["cost.wall_s"] > 0
+        assert row["cost.cpu_s"] > 0
+        assert row["cost.peak_rss_mb"] > 10
+        assert row["cost.bytes_total"] > 0
+        by_party = json.loads(row["cost.bytes_by_party"])
+        assert sum(p["received"] for p in by_party.values()) == row["cost.bytes_total"]
+    out = tmp_path / "run"
+    assert (out / "records.parquet").exists()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["cards"]) == set(CARD_IDS)
+    assert manifest["environment"]["packages"]["numpy"] == np.__version__
+
+
+def test_bad_cells_get_a_status_and_the_rest_finish(tmp_path, registry, scenario_dir):
+    names = ["raising", "sleeping", "crashing", "peeking", "wrong_output", "unsupporting",
+             "plaintext"]
+    frame = pets.run(
+        ["multi_site_prevalence"], names, size=2000, out=tmp_path, registry=registry,
+        scenario_dir=scenario_dir, timeout=8, jobs=2, progress=False,
+    )
+    by = frame.set_index("backend")
+    assert by.loc["raising", "status"] == "failed"
+    assert "deliberate failure in run" in by.loc["raising", "error"]
+    assert by.loc["sleeping", "status"] == "timeout"
+    assert "8 s timeout" in by.loc["sleeping", "error"]
+    assert by.loc["crashing", "status"] == "failed"
+    assert "signal 9" in by.loc["crashing", "error"]
+    assert by.loc["peeking", "status"] == "failed"
+    assert "party isolation violated" in by.loc["peeking", "error"]
+    assert "england" in by.loc["peeking", "error"]
+    assert by.loc["wrong_output", "status"] == "failed"
+    assert "must return AggregateOutput" in by.loc["wrong_output", "error"]
+    assert by.loc["unsupporting", "status"] == "unsupported"
+    assert by.loc["plaintext", "status"] == "ok"
+
+
+def test_memory_limit_stops_a_cell(tmp_path, registry, scenario_dir):
+    frame = pets.run(
+        ["multi_site_prevalence"], ["hog"], size=500, out=tmp_path, registry=registry,
+        scenario_dir=scenario_dir, memory_mb=600, timeout=60, progress=False,
+    )
+    (row,) = frame.to_dict("records")
+    assert row["status"] == "failed"
+    assert "600 MiB memory limit" in row["error"]
+
+
+def test_unknown_backend_parameter_is_named(tmp_path, registry, scenario_dir):
+    scenario = load_scenario("multi_site_prevalence", scenario_dir)
+    cells = plan_cells([scenario], ["sleeping"], registry, size=300)
+    cells = [replace(c, params={"secnods": 1}) for c in cells]
+    (record,) = execute_plan(cells, ResultStore(tmp_path), RunOptions(progress=False))
+    assert record.status == "failed"
+    assert "no parameter 'secnods'" in record.error and "seconds" in record.error
+
+
+def test_resume_skips_finished_cells(tmp_path, registry, scenario_dir):
+    scenario = load_scenario("multi_site_prevalence", scenario_dir)
+    cells = plan_cells([scenario], ["plaintext"], registry, size=500, seeds=2)
+    store = ResultStore(tmp_path)
+    options = RunOptions(progress=False)
+    execute_plan(cells[:1], store, options)
+    with pytest.raises(FileExistsError, match="--resume"):
+        execute_plan(cells, store, options)
+    # A crash mid-write leaves a torn last line: it is ignored, finished records are kept.
+    with open(store.jsonl_path, "a") as fh:
+        fh.write('{"scenario": "multi_site_prev')
+    seen = []
+    records = execute_plan(cells, store, options, resume=True, on_record=seen.append)
+    assert [r.seed for r in seen] == [1]
+    assert sorted(r.seed for r in records) == [0, 1]
+
+
+def test_sweeps_and_seeds_expand_the_plan(registry, scenario_dir):
+    from pets.scenarios import Sweep
+
+    scenario = load_scenario("multi_site_prevalence", scenario_dir)
+
+    swept = replace(scenario, sweeps=(Sweep("sleeping", "seconds", (0.1, 0.2, 0.3)),))
+    cells = plan_cells([swept], ["sleeping", "plaintext"], registry, seeds=2, repeats=2)
+    assert len(cells) == 3 * 2 * 2 + 1 * 2 * 2
+    fixed = plan_cells([swept], ["sleeping"], registry, params={"seconds": 1.0})
+    assert [c.params for c in fixed] == [{"seconds": 1.0}]
+    assert len({c.key for c in cells}) == len(cells)
+
+
+def test_records_hold_no_identifiers(tmp_path, registry, scenario_dir):
+    frame = pets.run(
+        ["trial_recruitment_linkage"], ["plaintext"], size=3000, out=tmp_path,
+        registry=registry, scenario_dir=scenario_dir, progress=False,
+    )
+    assert (frame["status"] == "ok").all()
+    from pets.data import generate_cohort
+
+    cohort = generate_cohort(3000, seed=0)
+    text = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()
+                   and p.suffix in (".json", ".jsonl", ".md"))
+    numbers = set(re.findall(r"(?<!\d)\d{10}(?!\d)", text))
+    assert not numbers & {str(n) for n in cohort["nhs_number"]}
