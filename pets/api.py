@@ -57,7 +57,7 @@ __all__ = [
 ]
 
 
-class PetClass(str, enum.Enum):
+class PetClass(enum.StrEnum):
     """The family a backend belongs to, used to group it in reports."""
 
     BASELINE = "baseline"
@@ -71,7 +71,7 @@ class PetClass(str, enum.Enum):
     REMOTE = "remote"
 
 
-class SecurityModel(str, enum.Enum):
+class SecurityModel(enum.StrEnum):
     """Adversary model under which a cryptographic claim holds."""
 
     NONE = "none"

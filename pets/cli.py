@@ -59,9 +59,11 @@ def _cmd_describe(args: argparse.Namespace) -> int:
         print(f"{card.id}: {card.title}\n\n{card.summary}\n")
         print(f"task kind: {card.kind}")
         print("parties:   " + ", ".join(f"{p.name} ({p.role})" for p in card.parties))
-        print(f"data:      {card.data.source}, {card.data.size} patients "
-              f"(quick {card.data.quick_size}), holdout {card.data.holdout}, "
-              f"split {card.data.split['method']}")
+        print(
+            f"data:      {card.data.source}, {card.data.size} patients "
+            f"(quick {card.data.quick_size}), holdout {card.data.holdout}, "
+            f"split {card.data.split['method']}"
+        )
         print("attackers: " + ", ".join(card.attackers))
         for sweep in card.sweeps:
             print(f"sweep:     {sweep.backend}.{sweep.param} = {list(sweep.values)}")
@@ -143,19 +145,33 @@ def _parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=helptext)
         if name == "run":
-            p.add_argument("scenarios", nargs="*", metavar="SCENARIO",
-                           help="scenario ids or card paths (default: all)")
-            p.add_argument("--backend", action="append", default=[],
-                           help="backend name (repeatable; default: all installed)")
-            p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                           help="backend parameter, overriding cards and sweeps (repeatable)")
+            p.add_argument(
+                "scenarios",
+                nargs="*",
+                metavar="SCENARIO",
+                help="scenario ids or card paths (default: all)",
+            )
+            p.add_argument(
+                "--backend",
+                action="append",
+                default=[],
+                help="backend name (repeatable; default: all installed)",
+            )
+            p.add_argument(
+                "--param",
+                action="append",
+                default=[],
+                metavar="KEY=VALUE",
+                help="backend parameter, overriding cards and sweeps (repeatable)",
+            )
             p.add_argument("--size", type=int, help="patients per cell")
             p.add_argument("--quick", action="store_true", help="use each card's quick size")
             p.add_argument("--seeds", type=int, default=1)
             p.add_argument("--repeats", type=int, default=1)
         else:
-            p.set_defaults(scenarios=[], backend=[], param=[], size=None, quick=True,
-                           seeds=1, repeats=1)
+            p.set_defaults(
+                scenarios=[], backend=[], param=[], size=None, quick=True, seeds=1, repeats=1
+            )
         p.add_argument("--out", help="run folder (default results/<timestamp>)")
         p.add_argument("--resume", action="store_true", help="skip cells already in --out")
         p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")

@@ -89,8 +89,13 @@ class Record:
             raise ValueError(f"status {self.status!r} is not one of {', '.join(STATUSES)}")
         if not self.key:
             self.key = cell_key(
-                self.scenario, self.card_hash, self.backend, self.params,
-                self.size, self.seed, self.repeat,
+                self.scenario,
+                self.card_hash,
+                self.backend,
+                self.params,
+                self.size,
+                self.seed,
+                self.repeat,
             )
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,6 +181,24 @@ class ResultStore:
         finally:
             os.close(fd)
 
+    def repair(self) -> bool:
+        """Cut a torn last line (left by a crash mid-write) so appends start clean.
+
+        Returns
+        -------
+        bool
+            True if anything was cut.
+        """
+        if not self.jsonl_path.exists():
+            return False
+        data = self.jsonl_path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return False
+        keep = data.rfind(b"\n") + 1
+        with open(self.jsonl_path, "r+b") as fh:
+            fh.truncate(keep)
+        return True
+
     def read(self) -> list[Record]:
         """Return every complete record; a torn last line (from a crash) is skipped."""
         if not self.jsonl_path.exists():
@@ -242,8 +265,19 @@ def records_frame(records: Iterable[Record]) -> pd.DataFrame:
         row: dict[str, Any] = {
             k: data[k]
             for k in (
-                "scenario", "backend", "size", "seed", "repeat", "status", "error", "kind",
-                "pet_class", "card_hash", "key", "started_at", "schema_version",
+                "scenario",
+                "backend",
+                "size",
+                "seed",
+                "repeat",
+                "status",
+                "error",
+                "kind",
+                "pet_class",
+                "card_hash",
+                "key",
+                "started_at",
+                "schema_version",
             )
         }
         row["params"] = json.dumps(data["params"], sort_keys=True)

@@ -49,8 +49,13 @@ class Cell:
     def key(self) -> str:
         """Identity of the cell (see :func:`pets.records.cell_key`)."""
         return cell_key(
-            self.scenario.id, self.scenario.card_hash, self.backend, self.params,
-            self.size, self.seed, self.repeat,
+            self.scenario.id,
+            self.scenario.card_hash,
+            self.backend,
+            self.params,
+            self.size,
+            self.seed,
+            self.repeat,
         )
 
     def spec(self, options: RunOptions) -> dict[str, Any]:
@@ -125,7 +130,11 @@ def plan_cells(
     overrides = dict(params or {})
     cells = []
     for scenario in scenarios:
-        n = size if size is not None else (scenario.data.quick_size if quick else scenario.data.size)
+        n = (
+            size
+            if size is not None
+            else (scenario.data.quick_size if quick else scenario.data.size)
+        )
         for backend in backends:
             target = registry.target(backend)
             accepted = _param_names(registry, backend)
@@ -174,6 +183,7 @@ def execute_plan(
     list of Record
         Records of this plan's cells (with ``resume``, the earlier ones too).
     """
+    store.repair()
     done = store.done_keys() if resume else set()
     if not resume and store.jsonl_path.exists() and store.jsonl_path.stat().st_size:
         raise FileExistsError(
@@ -252,21 +262,31 @@ def _poll(job: _Running, options: RunOptions) -> Record | None:
 def _collect(job: _Running, elapsed: float, options: RunOptions) -> Record:
     cell = job.cell
     base = {
-        "scenario": cell.scenario.id, "backend": cell.backend, "params": dict(cell.params),
-        "size": cell.size, "seed": cell.seed, "repeat": cell.repeat,
-        "card_hash": cell.scenario.card_hash, "kind": cell.scenario.kind, "key": cell.key,
+        "scenario": cell.scenario.id,
+        "backend": cell.backend,
+        "params": dict(cell.params),
+        "size": cell.size,
+        "seed": cell.seed,
+        "repeat": cell.repeat,
+        "card_hash": cell.scenario.card_hash,
+        "kind": cell.scenario.kind,
+        "key": cell.key,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     cost = {"wall_s": elapsed, "peak_rss_mb": job.peak_mb or None}
     if job.killed_for == "timeout":
         return Record(
-            status="timeout", error=f"cell exceeded the {options.timeout_s:g} s timeout "
-            "and was stopped", cost=cost, **base,
+            status="timeout",
+            error=f"cell exceeded the {options.timeout_s:g} s timeout and was stopped",
+            cost=cost,
+            **base,
         )
     if job.killed_for == "memory":
         return Record(
-            status="failed", error=f"cell exceeded the {options.memory_mb:g} MiB memory "
-            "limit and was stopped", cost=cost, **base,
+            status="failed",
+            error=f"cell exceeded the {options.memory_mb:g} MiB memory limit and was stopped",
+            cost=cost,
+            **base,
         )
     if job.out_path.exists():
         return Record.from_dict(json.loads(job.out_path.read_text()))
@@ -322,10 +342,14 @@ def _write_manifest(store: ResultStore, cells: Sequence[Cell], options: RunOptio
         "schema_version": 1,
         "environment": environment(),
         "options": {
-            "timeout_s": options.timeout_s, "memory_mb": options.memory_mb,
-            "jobs": options.jobs, "leakage": options.leakage,
+            "timeout_s": options.timeout_s,
+            "memory_mb": options.memory_mb,
+            "jobs": options.jobs,
+            "leakage": options.leakage,
         },
-        "cards": {sid: {"path": str(s.path), "sha256": s.card_hash} for sid, s in scenarios.items()},
+        "cards": {
+            sid: {"path": str(s.path), "sha256": s.card_hash} for sid, s in scenarios.items()
+        },
         "backends": sorted({c.backend for c in cells}),
         "seeds": sorted({c.seed for c in cells}),
         "sizes": sorted({c.size for c in cells}),
@@ -413,11 +437,19 @@ def run(
     for name in names:
         registry.target(name)  # unknown names fail before anything runs
     cells = plan_cells(
-        cards, names, registry, params=params, size=size, quick=quick, seeds=seeds,
+        cards,
+        names,
+        registry,
+        params=params,
+        size=size,
+        quick=quick,
+        seeds=seeds,
         repeats=repeats,
     )
-    out_dir = Path(out) if out is not None else Path("results") / dt.datetime.now().strftime(
-        "%Y%m%d-%H%M%S"
+    out_dir = (
+        Path(out)
+        if out is not None
+        else Path("results") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
     store = ResultStore(out_dir)
     options = RunOptions(

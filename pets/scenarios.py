@@ -42,7 +42,13 @@ ATTACKER_MODELS = ("A0", "A1", "A2", "A3")
 DATA_SOURCES = ("cohort", "breast_cancer", "diabetes")
 SPLIT_METHODS = ("column", "catchment", "overlap", "whole")
 ROLES = (
-    "data_holder", "analyst", "aggregator", "provider", "supplier", "custodian", "researcher",
+    "data_holder",
+    "analyst",
+    "aggregator",
+    "provider",
+    "supplier",
+    "custodian",
+    "researcher",
 )
 
 
@@ -170,7 +176,9 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
     card = CardTable(raw, source, "")
     schema = card.get("schema", int, CARD_SCHEMA)
     if schema != CARD_SCHEMA:
-        raise card.error("schema", f"card format {schema} is not read here; this version reads {CARD_SCHEMA}")
+        raise card.error(
+            "schema", f"card format {schema} is not read here; this version reads {CARD_SCHEMA}"
+        )
     scenario_id = card.get("id", str)
     if scenario_id != path.stem:
         raise card.error("id", f"{scenario_id!r} must match the file name {path.stem!r}")
@@ -225,7 +233,8 @@ def _parse_parties(card: CardTable, source: str) -> tuple[PartyRole, ...]:
         raise card.error("parties", "a scenario needs at least two parties")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise card.error("parties", f"party names must be unique; repeated: {', '.join(duplicates)}")
+        repeated = ", ".join(duplicates)
+        raise card.error("parties", f"party names must be unique; repeated: {repeated}")
     return tuple(parties)
 
 

@@ -34,7 +34,14 @@ __all__ = [
 
 #: Names a backend may give its phases.
 PHASES = (
-    "setup", "encode", "encrypt", "compute", "communicate", "decrypt", "reveal", "train",
+    "setup",
+    "encode",
+    "encrypt",
+    "compute",
+    "communicate",
+    "decrypt",
+    "reveal",
+    "train",
     "generate",
 )
 
@@ -181,9 +188,7 @@ class Session:
 
     def _known(self, name: str) -> None:
         if name not in self._roles:
-            raise SessionError(
-                f"no party named {name!r}; parties: {', '.join(self.party_names)}"
-            )
+            raise SessionError(f"no party named {name!r}; parties: {', '.join(self.party_names)}")
 
     @contextmanager
     def as_party(self, name: str) -> Iterator[PartyView]:
@@ -224,8 +229,13 @@ class Session:
             )
         depth = self._depth[sender] + 1
         message = Message(
-            index=len(self._messages), sender=sender, receiver=receiver, tag=tag, depth=depth,
-            payload=bytes(payload), at_s=time.perf_counter() - self._t0,
+            index=len(self._messages),
+            sender=sender,
+            receiver=receiver,
+            tag=tag,
+            depth=depth,
+            payload=bytes(payload),
+            at_s=time.perf_counter() - self._t0,
         )
         self._messages.append(message)
         self._queues.setdefault((sender, receiver), deque()).append(message)

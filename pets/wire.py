@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -45,12 +46,21 @@ def pack(value: Any) -> bytes:
         np.save(buffer, value, allow_pickle=False)
         return _ARRAY + buffer.getvalue()
     try:
-        return _JSON + json.dumps(value, allow_nan=True).encode()
+        return _JSON + json.dumps(value, allow_nan=True, default=_plain).encode()
     except TypeError as exc:
         raise TypeError(
             f"cannot pack {type(value).__name__}: send a DataFrame, a numpy array or "
             "JSON-ready data"
         ) from exc
+
+
+def _plain(value: Any) -> Any:
+    """Turn read-only mappings and numpy scalars into JSON-ready values."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
 
 
 def unpack(payload: bytes) -> Any:

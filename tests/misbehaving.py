@@ -146,8 +146,12 @@ class SecretlyPlain(Plaintext):
         return Capabilities(
             task_kinds=ALL_KINDS,
             pet_class=PetClass.HE,
-            claim=Claim(security_bits=128, security_model=SecurityModel.SEMI_HONEST,
-                        declared_leakage=("output",), formal=True),
+            claim=Claim(
+                security_bits=128,
+                security_model=SecurityModel.SEMI_HONEST,
+                declared_leakage=("output",),
+                formal=True,
+            ),
         )
 
 
@@ -169,8 +173,7 @@ class LocalSums(Backend):
                 party.send(task.recipient, pack(sums.to_numpy()), tag="sums")
         with session.as_party(task.recipient) as party:
             total = sum(unpack(party.receive(h, tag="sums")) for h in holders)
-            template = local_aggregate(party.data if party.data is not None else
-                                       _empty(task), task)
+            template = local_aggregate(party.data if party.data is not None else _empty(task), task)
             template.iloc[:, :] = total
             out = AggregateOutput(finish_means(template, task))
             party.reveal("table", out)

@@ -28,9 +28,22 @@ def test_list_and_describe(capsys, monkeypatch, scenario_dir):
 def test_run_prints_scorecard_and_writes_report(tmp_path, capsys, monkeypatch, scenario_dir):
     monkeypatch.setenv("PETS_SCENARIOS", str(scenario_dir))
     out = tmp_path / "run"
-    code = main(["run", "multi_site_prevalence", "federated_risk_model", "--backend",
-                 "plaintext", "--backend", "local_only", "--size", "3000", "--out", str(out),
-                 "--no-progress"])
+    code = main(
+        [
+            "run",
+            "multi_site_prevalence",
+            "federated_risk_model",
+            "--backend",
+            "plaintext",
+            "--backend",
+            "local_only",
+            "--size",
+            "3000",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert code == 0, text
     assert "== federated_risk_model ==" in text and "== multi_site_prevalence ==" in text
@@ -46,8 +59,9 @@ def test_run_prints_scorecard_and_writes_report(tmp_path, capsys, monkeypatch, s
 
 def test_run_bad_input_is_one_clear_message(capsys, monkeypatch, scenario_dir, tmp_path):
     monkeypatch.setenv("PETS_SCENARIOS", str(scenario_dir))
-    assert main(["run", "multi_site_prevalence", "--backend", "plaintxt",
-                 "--out", str(tmp_path)]) == 2
+    assert (
+        main(["run", "multi_site_prevalence", "--backend", "plaintxt", "--out", str(tmp_path)]) == 2
+    )
     assert "did you mean 'plaintext'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--param", "novalue"])
@@ -56,7 +70,8 @@ def test_run_bad_input_is_one_clear_message(capsys, monkeypatch, scenario_dir, t
 def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "pets"
     assert exe.exists(), f"no console script next to {sys.executable}: pip install -e ."
-    result = subprocess.run([str(exe), "list", "backends"], capture_output=True, text=True,
-                            check=False, timeout=120)
+    result = subprocess.run(
+        [str(exe), "list", "backends"], capture_output=True, text=True, check=False, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert "plaintext" in result.stdout

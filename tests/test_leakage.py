@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 
@@ -35,7 +36,13 @@ def test_exposure_finds_raw_values_and_not_unrelated_ones():
     as_text = json.dumps([int(i) for i in ids]).encode()
     unrelated = rng.bytes(200_000)
     results = transcript_exposure(
-        {"analyst": [as_binary], "reader": [as_text], "other": [unrelated], "idle": []},
+        {
+            "analyst": [as_binary],
+            "reader": [as_text],
+            "other": [unrelated],
+            "idle": [],
+            "hospital": [as_binary],
+        },
         sensitive,
     )
     by = {r["observer"]: r for r in results}
@@ -55,8 +62,13 @@ def _row(frame, backend):
 
 def test_plaintext_exposes_inputs_as_it_declares(tmp_path, registry, scenario_dir):
     frame = pets.run(
-        ["multi_site_prevalence"], ["plaintext", "secretly_plain", "local_sums"], size=4000,
-        out=tmp_path, registry=registry, scenario_dir=scenario_dir, progress=False,
+        ["multi_site_prevalence"],
+        ["plaintext", "secretly_plain", "local_sums"],
+        size=4000,
+        out=tmp_path,
+        registry=registry,
+        scenario_dir=scenario_dir,
+        progress=False,
     )
     assert (frame["status"] == "ok").all(), frame["error"].tolist()
     plain = _row(frame, "plaintext")
@@ -74,8 +86,14 @@ def test_plaintext_exposes_inputs_as_it_declares(tmp_path, registry, scenario_di
 
 def test_leakage_off_runs_no_attack(tmp_path, registry, scenario_dir):
     frame = pets.run(
-        ["multi_site_prevalence"], ["plaintext"], size=1000, out=tmp_path, leakage="off",
-        registry=registry, scenario_dir=scenario_dir, progress=False,
+        ["multi_site_prevalence"],
+        ["plaintext"],
+        size=1000,
+        out=tmp_path,
+        leakage="off",
+        registry=registry,
+        scenario_dir=scenario_dir,
+        progress=False,
     )
     assert json.loads(frame.loc[0, "leakage.attacks"]) == []
     assert frame.loc[0, "leakage.attacks_run"] == 0

@@ -19,8 +19,13 @@ from conftest import CARD_IDS
 
 def test_plaintext_runs_every_card_exactly(tmp_path, registry, scenario_dir):
     frame = pets.run(
-        CARD_IDS, ["plaintext"], quick=True, out=tmp_path / "run", registry=registry,
-        scenario_dir=scenario_dir, progress=False,
+        CARD_IDS,
+        ["plaintext"],
+        quick=True,
+        out=tmp_path / "run",
+        registry=registry,
+        scenario_dir=scenario_dir,
+        progress=False,
     )
     assert sorted(frame["scenario"]) == sorted(CARD_IDS)
     assert (frame["status"] == "ok").all(), frame[["scenario", "error"]].to_string()
@@ -45,11 +50,25 @@ def test_plaintext_runs_every_card_exactly(tmp_path, registry, scenario_dir):
 
 
 def test_bad_cells_get_a_status_and_the_rest_finish(tmp_path, registry, scenario_dir):
-    names = ["raising", "sleeping", "crashing", "peeking", "wrong_output", "unsupporting",
-             "plaintext"]
+    names = [
+        "raising",
+        "sleeping",
+        "crashing",
+        "peeking",
+        "wrong_output",
+        "unsupporting",
+        "plaintext",
+    ]
     frame = pets.run(
-        ["multi_site_prevalence"], names, size=2000, out=tmp_path, registry=registry,
-        scenario_dir=scenario_dir, timeout=8, jobs=2, progress=False,
+        ["multi_site_prevalence"],
+        names,
+        size=2000,
+        out=tmp_path,
+        registry=registry,
+        scenario_dir=scenario_dir,
+        timeout=8,
+        jobs=2,
+        progress=False,
     )
     by = frame.set_index("backend")
     assert by.loc["raising", "status"] == "failed"
@@ -69,8 +88,15 @@ def test_bad_cells_get_a_status_and_the_rest_finish(tmp_path, registry, scenario
 
 def test_memory_limit_stops_a_cell(tmp_path, registry, scenario_dir):
     frame = pets.run(
-        ["multi_site_prevalence"], ["hog"], size=500, out=tmp_path, registry=registry,
-        scenario_dir=scenario_dir, memory_mb=600, timeout=60, progress=False,
+        ["multi_site_prevalence"],
+        ["hog"],
+        size=500,
+        out=tmp_path,
+        registry=registry,
+        scenario_dir=scenario_dir,
+        memory_mb=600,
+        timeout=60,
+        progress=False,
     )
     (row,) = frame.to_dict("records")
     assert row["status"] == "failed"
@@ -118,14 +144,22 @@ def test_sweeps_and_seeds_expand_the_plan(registry, scenario_dir):
 
 def test_records_hold_no_identifiers(tmp_path, registry, scenario_dir):
     frame = pets.run(
-        ["trial_recruitment_linkage"], ["plaintext"], size=3000, out=tmp_path,
-        registry=registry, scenario_dir=scenario_dir, progress=False,
+        ["trial_recruitment_linkage"],
+        ["plaintext"],
+        size=3000,
+        out=tmp_path,
+        registry=registry,
+        scenario_dir=scenario_dir,
+        progress=False,
     )
     assert (frame["status"] == "ok").all()
     from pets.data import generate_cohort
 
     cohort = generate_cohort(3000, seed=0)
-    text = "".join(p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file()
-                   and p.suffix in (".json", ".jsonl", ".md"))
+    text = "".join(
+        p.read_text(errors="replace")
+        for p in tmp_path.rglob("*")
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".md")
+    )
     numbers = set(re.findall(r"(?<!\d)\d{10}(?!\d)", text))
     assert not numbers & {str(n) for n in cohort["nhs_number"]}

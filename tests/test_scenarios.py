@@ -39,29 +39,75 @@ def _edited(tmp_path, scenario_dir, card_id, old, new):
 @pytest.mark.parametrize(
     ("card_id", "old", "new", "field", "hint"),
     [
-        ("multi_site_prevalence", 'method = "column"', 'method = "colum"', "data.split.method",
-         "allowed: column, catchment, overlap, whole"),
-        ("multi_site_prevalence", 'stat = "mean" }', 'stat = "median" }', "task.measures[0].stat",
-         "allowed: count, sum, mean"),
-        ("multi_site_prevalence", 'kind = "aggregate"', 'kind = "aggregation"', "kind",
-         "allowed: aggregate, linkage"),
+        (
+            "multi_site_prevalence",
+            'method = "column"',
+            'method = "colum"',
+            "data.split.method",
+            "allowed: column, catchment, overlap, whole",
+        ),
+        (
+            "multi_site_prevalence",
+            'stat = "mean" }',
+            'stat = "median" }',
+            "task.measures[0].stat",
+            "allowed: count, sum, mean",
+        ),
+        (
+            "multi_site_prevalence",
+            'kind = "aggregate"',
+            'kind = "aggregation"',
+            "kind",
+            "allowed: aggregate, linkage",
+        ),
         ("multi_site_prevalence", "size = 200_000", 'size = "big"', "data.size", "an integer"),
-        ("multi_site_prevalence", 'group_by = ["age_band"', 'group_by = ["age_bnd"',
-         "task.group_by", "'age_bnd' is not allowed"),
-        ("federated_risk_model", "trust_e = 0.08", "trust_z = 0.08", "data.split.shares.trust_z",
-         "is not a party"),
-        ("federated_risk_model", "C = 1.0", "C = 1.0\nlearning_rate = 0.1", "task.learning_rate",
-         "not a known field"),
-        ("tre_queries", 'kind = "histogram"', 'kind = "median"', "task.queries[6].kind",
-         "allowed: count, sum, mean, histogram"),
-        ("trial_recruitment_linkage", 'role = "data_holder"', 'role = "hospital"',
-         "parties[0].role", "allowed: data_holder"),
-        ("research_data_release", 'recipient = "researcher"', 'recipient = "public"',
-         "task.recipient", "allowed: custodian, researcher"),
+        (
+            "multi_site_prevalence",
+            'group_by = ["age_band"',
+            'group_by = ["age_bnd"',
+            "task.group_by",
+            "'age_bnd' is not allowed",
+        ),
+        (
+            "federated_risk_model",
+            "trust_e = 0.08",
+            "trust_z = 0.08",
+            "data.split.shares.trust_z",
+            "is not a party",
+        ),
+        (
+            "federated_risk_model",
+            "C = 1.0",
+            "C = 1.0\nlearning_rate = 0.1",
+            "task.learning_rate",
+            "not a known field",
+        ),
+        (
+            "tre_queries",
+            'kind = "histogram"',
+            'kind = "median"',
+            "task.queries[6].kind",
+            "allowed: count, sum, mean, histogram",
+        ),
+        (
+            "trial_recruitment_linkage",
+            'role = "data_holder"',
+            'role = "hospital"',
+            "parties[0].role",
+            "allowed: data_holder",
+        ),
+        (
+            "research_data_release",
+            'recipient = "researcher"',
+            'recipient = "public"',
+            "task.recipient",
+            "allowed: custodian, researcher",
+        ),
     ],
 )
-def test_a_bad_field_names_file_field_and_allowed(tmp_path, scenario_dir, card_id, old, new,
-                                                  field, hint):
+def test_a_bad_field_names_file_field_and_allowed(
+    tmp_path, scenario_dir, card_id, old, new, field, hint
+):
     path = _edited(tmp_path, scenario_dir, card_id, old, new)
     with pytest.raises(CardError) as info:
         load_scenario(path)

@@ -31,8 +31,9 @@ def test_object_arrays_are_refused_not_pickled():
 
 
 def test_registry_lists_without_importing_and_suggests():
-    reg = Registry({"plaintext": "pets.backends.plaintext:Plaintext",
-                    "ghost": "no_such_module_anywhere:Ghost"})
+    reg = Registry(
+        {"plaintext": "pets.backends.plaintext:Plaintext", "ghost": "no_such_module_anywhere:Ghost"}
+    )
     assert reg.names() == ["ghost", "plaintext"]  # listing imported nothing
     assert reg.load("plaintext") is Plaintext
     with pytest.raises(UnknownBackend, match="did you mean 'plaintext'"):
@@ -74,8 +75,11 @@ def test_claims_are_typed_and_checked():
 
         @property
         def capabilities(self) -> Capabilities:
-            return Capabilities(frozenset({"aggregate"}), PetClass.DP,
-                                Claim(epsilon=self.epsilon, delta=0.0, neighbouring="add-remove"))
+            return Capabilities(
+                frozenset({"aggregate"}),
+                PetClass.DP,
+                Claim(epsilon=self.epsilon, delta=0.0, neighbouring="add-remove"),
+            )
 
     caps = Tiny(epsilon=0.5).capabilities.to_dict()
     assert caps["claim"]["epsilon"] == 0.5 and caps["pet_class"] == "dp"

@@ -57,7 +57,9 @@ class Plaintext(Backend):
     def capabilities(self) -> Capabilities:
         """Serves every task kind; declares that inputs are revealed."""
         return Capabilities(
-            task_kinds=frozenset({"aggregate", "linkage", "train", "inference", "release", "query"}),
+            task_kinds=frozenset(
+                {"aggregate", "linkage", "train", "inference", "release", "query"}
+            ),
             pet_class=PetClass.BASELINE,
             claim=Claim(
                 security_model=SecurityModel.TRUSTED_THIRD_PARTY,

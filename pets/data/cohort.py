@@ -70,20 +70,67 @@ _CONDITIONS = ("t2_diabetes", "asthma", "copd", "chd", "hypertension", "cancer")
 _ICD10 = ("E11", "J45", "J44", "I25", "I10")
 _CANCER_SITES = ("C50", "C18", "C34", "C61")
 _POSTCODE_AREAS = {
-    "England": ("B", "LS", "M", "L", "S", "NE", "BS", "NG", "LE", "CV", "SO", "PL", "EX", "NR",
-                "CB", "OX", "RG", "SE", "SW", "E", "N", "W", "BD", "HU", "YO", "DE", "ST", "WV"),
+    "England": (
+        "B",
+        "LS",
+        "M",
+        "L",
+        "S",
+        "NE",
+        "BS",
+        "NG",
+        "LE",
+        "CV",
+        "SO",
+        "PL",
+        "EX",
+        "NR",
+        "CB",
+        "OX",
+        "RG",
+        "SE",
+        "SW",
+        "E",
+        "N",
+        "W",
+        "BD",
+        "HU",
+        "YO",
+        "DE",
+        "ST",
+        "WV",
+    ),
     "Scotland": ("G", "EH", "AB", "DD", "KY", "FK", "PA", "IV"),
     "Wales": ("CF", "SA", "LL", "NP", "LD", "SY"),
     "Northern Ireland": ("BT",),
 }
-_PRACTICE_LETTER = {"England": "ABCDEFGHJKLMNP", "Scotland": "S", "Wales": "W",
-                    "Northern Ireland": "Z"}
+_PRACTICE_LETTER = {
+    "England": "ABCDEFGHJKLMNP",
+    "Scotland": "S",
+    "Wales": "W",
+    "Northern Ireland": "Z",
+}
 _REFERENCE_DATE = "2026-04-01"
 
 COLUMNS = (
-    "nhs_number", "date_of_birth", "age", "age_band", "sex", "ethnicity", "nation",
-    "postcode_district", "deprivation_decile", "gp_practice", *_CONDITIONS, "diagnoses",
-    "bmi", "hba1c", "systolic_bp", "smoker", "admissions_prior_year", "readmitted_30d",
+    "nhs_number",
+    "date_of_birth",
+    "age",
+    "age_band",
+    "sex",
+    "ethnicity",
+    "nation",
+    "postcode_district",
+    "deprivation_decile",
+    "gp_practice",
+    *_CONDITIONS,
+    "diagnoses",
+    "bmi",
+    "hba1c",
+    "systolic_bp",
+    "smoker",
+    "admissions_prior_year",
+    "readmitted_30d",
 )
 IDENTIFIERS = ("nhs_number", "date_of_birth", "postcode_district", "gp_practice")
 QUASI_IDENTIFIERS = ("age", "sex", "postcode_district", "ethnicity")
@@ -175,7 +222,7 @@ def _geography(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     practice_district = np.empty(n_practices, dtype=np.int64)
     for k, nation in enumerate(NATIONS):
         idx = np.flatnonzero(practice_nation == k)
-        n_districts = max(3, int(round(_NATION_SHARES[k] * total_districts)))
+        n_districts = max(3, round(_NATION_SHARES[k] * total_districts))
         areas = _POSTCODE_AREAS[nation]
         base = len(district_labels)
         for j in range(n_districts):
@@ -185,9 +232,9 @@ def _geography(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     n_districts = len(district_labels)
     district_decile = rng.integers(1, 11, size=n_districts)
     # Diversity rises in deprived urban districts.
-    district_diversity = np.exp(rng.normal(0, 0.5, n_districts)) * (
-        1.0 + 0.15 * (10 - district_decile)
-    ) / 1.7
+    district_diversity = (
+        np.exp(rng.normal(0, 0.5, n_districts)) * (1.0 + 0.15 * (10 - district_decile)) / 1.7
+    )
     list_weight = rng.lognormal(0.0, 0.5, n_practices)
     letters = [_PRACTICE_LETTER[NATIONS[k]] for k in practice_nation]
     codes = [
@@ -214,9 +261,7 @@ def _ages(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.choose(group, [young, working, old])
 
 
-def generate_cohort(
-    n: int, *, seed: int, reference_date: str = _REFERENCE_DATE
-) -> pd.DataFrame:
+def generate_cohort(n: int, *, seed: int, reference_date: str = _REFERENCE_DATE) -> pd.DataFrame:
     """Generate ``n`` synthetic patients.
 
     Parameters
@@ -280,7 +325,10 @@ def generate_cohort(
 
     bmi = np.where(
         adult,
-        27.2 + 0.9 * depriv + 0.04 * np.clip(age - 40, -20, 25) - 0.6 * current
+        27.2
+        + 0.9 * depriv
+        + 0.04 * np.clip(age - 40, -20, 25)
+        - 0.6 * current
         + rng.normal(0, 5.0, n),
         15.0 + 0.35 * age + rng.normal(0, 2.5, n),
     )
@@ -290,13 +338,29 @@ def generate_cohort(
     lp = 0.9 * age_c + 0.12 * (bmi - 27.5) + 0.35 * depriv + 0.8 * asian + 0.5 * black
     t2_diabetes = _draw(lp, age >= 17, 0.075, rng)
     asthma = _draw(0.2 * depriv + 0.3 * current + 0.03 * (bmi - 27.5), age >= 6, 0.065, rng)
-    copd = _draw(1.2 * age_c + 1.6 * current + 0.9 * (smoker == 1) + 0.3 * depriv, age >= 35,
-                 0.019 * n / max(int(np.sum(age >= 35)), 1), rng)
-    hypertension = _draw(1.3 * age_c + 0.07 * (bmi - 27.5) + 0.5 * black + 0.4 * t2_diabetes,
-                         adult, 0.14 * n / max(int(adult.sum()), 1), rng)
-    chd = _draw(1.3 * age_c + 0.6 * male + 0.6 * current + 0.5 * t2_diabetes
-                + 0.6 * hypertension + 0.2 * depriv, adult,
-                0.03 * n / max(int(adult.sum()), 1), rng)
+    copd = _draw(
+        1.2 * age_c + 1.6 * current + 0.9 * (smoker == 1) + 0.3 * depriv,
+        age >= 35,
+        0.019 * n / max(int(np.sum(age >= 35)), 1),
+        rng,
+    )
+    hypertension = _draw(
+        1.3 * age_c + 0.07 * (bmi - 27.5) + 0.5 * black + 0.4 * t2_diabetes,
+        adult,
+        0.14 * n / max(int(adult.sum()), 1),
+        rng,
+    )
+    chd = _draw(
+        1.3 * age_c
+        + 0.6 * male
+        + 0.6 * current
+        + 0.5 * t2_diabetes
+        + 0.6 * hypertension
+        + 0.2 * depriv,
+        adult,
+        0.03 * n / max(int(adult.sum()), 1),
+        rng,
+    )
     cancer = _draw(1.1 * age_c + 0.5 * current, np.ones(n, bool), 0.035, rng)
 
     pre = rng.random(n) < np.clip(0.05 + 0.1 * (age >= 40) + 0.01 * (bmi - 27.5), 0, 0.4)
@@ -304,15 +368,24 @@ def generate_cohort(
         t2_diabetes == 1,
         # About one diabetic in ten is treated to below the diagnostic threshold.
         np.where(rng.random(n) < 0.1, rng.uniform(38.0, 48.0, n), 48.0 + rng.gamma(2.0, 8.0, n)),
-        np.where(pre, rng.uniform(42.0, 47.9, n),
-                 35.0 + 0.04 * np.clip(age - 30, 0, 60) + 0.1 * (bmi - 27.5)
-                 + rng.normal(0, 2.5, n)),
+        np.where(
+            pre,
+            rng.uniform(42.0, 47.9, n),
+            35.0 + 0.04 * np.clip(age - 30, 0, 60) + 0.1 * (bmi - 27.5) + rng.normal(0, 2.5, n),
+        ),
     )
-    hba1c = np.clip(np.where(t2_diabetes == 0, np.minimum(hba1c, 47.9), hba1c),
-                    *COLUMN_RANGES["hba1c"])
+    hba1c = np.clip(
+        np.where(t2_diabetes == 0, np.minimum(hba1c, 47.9), hba1c), *COLUMN_RANGES["hba1c"]
+    )
 
-    sbp = (118 + 0.45 * np.clip(age - 30, -15, 60) + 16 * hypertension + 0.35 * (bmi - 27.5)
-           + 2.0 * black + rng.normal(0, 11, n))
+    sbp = (
+        118
+        + 0.45 * np.clip(age - 30, -15, 60)
+        + 16 * hypertension
+        + 0.35 * (bmi - 27.5)
+        + 2.0 * black
+        + rng.normal(0, 11, n)
+    )
     sbp = np.clip(sbp, *COLUMN_RANGES["systolic_bp"])
 
     n_conditions = t2_diabetes + asthma + copd + chd + hypertension + cancer
@@ -321,19 +394,32 @@ def generate_cohort(
     admissions = rng.negative_binomial(r, r / (r + mu))
     admissions = np.minimum(admissions, int(COLUMN_RANGES["admissions_prior_year"][1]))
     admitted = admissions >= 1
-    lp_read = (0.45 * age_c + 0.35 * n_conditions + 0.6 * np.log1p(admissions)
-               + 0.25 * depriv + 0.5 * copd + 0.3 * chd + 0.02 * (bmi - 27.5))
+    lp_read = (
+        0.45 * age_c
+        + 0.35 * n_conditions
+        + 0.6 * np.log1p(admissions)
+        + 0.25 * depriv
+        + 0.5 * copd
+        + 0.3 * chd
+        + 0.02 * (bmi - 27.5)
+    )
     readmitted = _draw(lp_read, admitted, 0.14, rng)
 
-    mask = (t2_diabetes.astype(np.int64) | asthma.astype(np.int64) << 1
-            | copd.astype(np.int64) << 2 | chd.astype(np.int64) << 3
-            | hypertension.astype(np.int64) << 4)
+    mask = (
+        t2_diabetes.astype(np.int64)
+        | asthma.astype(np.int64) << 1
+        | copd.astype(np.int64) << 2
+        | chd.astype(np.int64) << 3
+        | hypertension.astype(np.int64) << 4
+    )
     # One code per combination: the condition bits times (1 + cancer sites), plus the site.
     slots = 1 + len(_CANCER_SITES)
     site = np.where(cancer == 1, rng.integers(1, slots, n), 0)
     labels = [
-        ";".join([_ICD10[b] for b in range(len(_ICD10)) if (c // slots) >> b & 1]
-                 + ([_CANCER_SITES[c % slots - 1]] if c % slots else []))
+        ";".join(
+            [_ICD10[b] for b in range(len(_ICD10)) if (c // slots) >> b & 1]
+            + ([_CANCER_SITES[c % slots - 1]] if c % slots else [])
+        )
         for c in range(2 ** len(_ICD10) * slots)
     ]
     diagnoses = pd.Categorical.from_codes(mask * slots + site, categories=labels)

@@ -31,8 +31,11 @@ def split_by_column(
                     f"assignment: value {value!r} is given to both {owner[value]!r} and {party!r}"
                 )
             owner[value] = party
-    keys = cohort[column].astype(object) if isinstance(cohort[column].dtype, pd.CategoricalDtype) \
+    keys = (
+        cohort[column].astype(object)
+        if isinstance(cohort[column].dtype, pd.CategoricalDtype)
         else cohort[column]
+    )
     return {
         party: cohort[keys.isin(list(values))].reset_index(drop=True)
         for party, values in assignment.items()
@@ -43,8 +46,9 @@ def _practice_order(cohort: pd.DataFrame, rng: np.random.Generator) -> np.ndarra
     """Practices ordered by locality: district deprivation plus a little noise."""
     practices = cohort["gp_practice"].cat.codes.to_numpy()
     n_practices = len(cohort["gp_practice"].cat.categories)
-    sums = np.bincount(practices, weights=cohort["deprivation_decile"].to_numpy(float),
-                       minlength=n_practices)
+    sums = np.bincount(
+        practices, weights=cohort["deprivation_decile"].to_numpy(float), minlength=n_practices
+    )
     counts = np.bincount(practices, minlength=n_practices)
     mean_decile = np.where(counts > 0, sums / np.maximum(counts, 1), 5.5)
     score = mean_decile + rng.normal(0, 1.0, n_practices)
@@ -52,7 +56,9 @@ def _practice_order(cohort: pd.DataFrame, rng: np.random.Generator) -> np.ndarra
 
 
 def split_catchment(
-    cohort: pd.DataFrame, parties: Sequence[str], shares: Sequence[float],
+    cohort: pd.DataFrame,
+    parties: Sequence[str],
+    shares: Sequence[float],
     rng: np.random.Generator,
 ) -> dict[str, pd.DataFrame]:
     """Split by GP practice into trusts of different size and case-mix.
@@ -72,8 +78,9 @@ def split_catchment(
     counts = np.bincount(codes, minlength=order.size)[order]
     cumulative = np.cumsum(counts) / max(counts.sum(), 1)
     bounds = np.cumsum(weights)
-    trust_of_rank = np.minimum(np.searchsorted(bounds, cumulative - 1e-12, side="left"),
-                               len(parties) - 1)
+    trust_of_rank = np.minimum(
+        np.searchsorted(bounds, cumulative - 1e-12, side="left"), len(parties) - 1
+    )
     trust_of_practice = np.empty(order.size, dtype=np.int64)
     trust_of_practice[order] = trust_of_rank
     row_trust = trust_of_practice[codes]
@@ -112,7 +119,7 @@ def split_overlap(
             outside = cohort[~covered]
             if query:
                 outside = outside.query(query)
-            k = min(len(outside), int(round(extra * len(rows))))
+            k = min(len(outside), round(extra * len(rows)))
             take = rng.choice(len(outside), size=k, replace=False)
             rows = pd.concat([rows, outside.iloc[np.sort(take)]])
         out[party] = rows.reset_index(drop=True)

@@ -58,9 +58,11 @@ def evaluate_leakage(
         attacks += transcript_exposure(received, problem.sensitive, seed=seed)
     applicable = [a for a in attacks if a.get("applicable")]
     flags = []
-    exposed = [a for a in applicable
-               if a["attack"] == "transcript_exposure"
-               and a["residual_risk"] > EXPOSURE_THRESHOLD]
+    exposed = [
+        a
+        for a in applicable
+        if a["attack"] == "transcript_exposure" and a["residual_risk"] > EXPOSURE_THRESHOLD
+    ]
     if exposed:
         flags.append("exposes_inputs")
         if "inputs" not in claim.declared_leakage:

@@ -83,8 +83,9 @@ def transcript_exposure(
     for observer, payloads in received.items():
         start = time.perf_counter()
         payloads = list(payloads)
-        targets = [p for p in sensitive if p != observer and any(
-            len(v) for v in sensitive[p].values())]
+        targets = [
+            p for p in sensitive if p != observer and any(len(v) for v in sensitive[p].values())
+        ]
         base = {
             "attack": "transcript_exposure",
             "attacker": "A2",
@@ -92,9 +93,15 @@ def transcript_exposure(
             "targets": targets,
         }
         if not payloads or not targets:
-            results.append({**base, "applicable": False,
-                            "note": "this party received nothing" if not payloads
-                            else "no other party holds sensitive values"})
+            results.append(
+                {
+                    **base,
+                    "applicable": False,
+                    "note": "this party received nothing"
+                    if not payloads
+                    else "no other party holds sensitive values",
+                }
+            )
             continue
         haystack = b"".join(payloads)
         hits = trials = control_hits = 0

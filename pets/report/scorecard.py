@@ -10,8 +10,18 @@ import pandas as pd
 
 __all__ = ["markdown_report", "scorecard", "scorecard_text"]
 
-_COLUMNS = ["backend", "params", "status", "primary", "value", "wall_s", "bytes", "rounds",
-            "worst_risk", "flags"]
+_COLUMNS = [
+    "backend",
+    "params",
+    "status",
+    "primary",
+    "value",
+    "wall_s",
+    "bytes",
+    "rounds",
+    "worst_risk",
+    "flags",
+]
 
 
 def _primary(row: pd.Series) -> tuple[str, float]:
@@ -62,12 +72,16 @@ def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
             bytes=("bytes", lambda s: pd.to_numeric(s, errors="coerce").mean()),
             rounds=("rounds", lambda s: pd.to_numeric(s, errors="coerce").max()),
             worst_risk=("worst_risk", lambda s: pd.to_numeric(s, errors="coerce").max()),
-            flags=("flags", lambda s: ", ".join(sorted({f for v in s for f in v.split(", ") if f}))),
+            flags=("flags", _union_of_flags),
             error=("error", lambda s: next((e for e in s if isinstance(e, str)), "")),
             runs=("status", "size"),
         )
         out[str(scenario)] = agg.reset_index()
     return out
+
+
+def _union_of_flags(values: pd.Series) -> str:
+    return ", ".join(sorted({f for v in values for f in v.split(", ") if f}))
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -93,10 +107,17 @@ def _rows(table: pd.DataFrame) -> list[list[str]]:
         accuracy = f"{r['primary']} = {_fmt(r['value'], 'num')}" if r["primary"] else "-"
         if r["status"] != "ok":
             accuracy = f"{r['status']}: {str(r['error'])[:60]}"
-        rows.append([
-            label, accuracy, _fmt(r["wall_s"], "time"), _fmt(r["bytes"], "bytes"),
-            _fmt(r["rounds"], "int"), _fmt(r["worst_risk"], "num"), r["flags"] or "-",
-        ])
+        rows.append(
+            [
+                label,
+                accuracy,
+                _fmt(r["wall_s"], "time"),
+                _fmt(r["bytes"], "bytes"),
+                _fmt(r["rounds"], "int"),
+                _fmt(r["worst_risk"], "num"),
+                r["flags"] or "-",
+            ]
+        )
     return rows
 
 
@@ -132,12 +153,18 @@ def markdown_report(frame: pd.DataFrame, *, title: str = "PETs Sandbox run") -> 
     ]
     skipped = int((frame["status"] == "unsupported").sum()) if len(frame) else 0
     for scenario, table in scorecard(frame).items():
-        lines += [f"## {scenario}", "", "| " + " | ".join(_HEADER) + " |",
-                  "|" + "---|" * len(_HEADER)]
+        lines += [
+            f"## {scenario}",
+            "",
+            "| " + " | ".join(_HEADER) + " |",
+            "|" + "---|" * len(_HEADER),
+        ]
         for row in _rows(table):
             lines.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
         lines.append("")
     if skipped:
-        lines.append(f"{skipped} cells were skipped because the backend does not serve the "
-                     "scenario's task kind.")
+        lines.append(
+            f"{skipped} cells were skipped because the backend does not serve the "
+            "scenario's task kind."
+        )
     return "\n".join(lines) + "\n"

@@ -166,7 +166,9 @@ class Accuracy:
 
     def to_dict(self) -> dict[str, Any]:
         """Return ``{metric: value, ..., "primary": name}`` as JSON-ready data."""
-        out: dict[str, Any] = {k: (None if v is None else float(v)) for k, v in self.metrics.items()}
+        out: dict[str, Any] = {
+            k: (None if v is None else float(v)) for k, v in self.metrics.items()
+        }
         out["primary"] = self.primary
         out["higher_is_better"] = self.higher_is_better
         return out
@@ -289,7 +291,11 @@ class CardTable:
 
 def _kind_names(kinds: tuple[type, ...]) -> str:
     names = {
-        str: "a string", int: "an integer", float: "a number", bool: "true or false",
-        list: "a list", dict: "a table",
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        list: "a list",
+        dict: "a table",
     }
     return " or ".join(names.get(k, k.__name__) for k in kinds)

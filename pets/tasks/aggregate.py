@@ -145,10 +145,7 @@ def _build(params: Mapping[str, Any], parties: Sequence[PartyRole], data: Scenar
         public=freeze({"domains": domains, "columns": needed}),
     )
     party_data = {name: frames[name][needed].reset_index(drop=True) for name in holders}
-    sensitive = {
-        name: distinctive_values(frames[name], [m["column"] for m in params["measures"]], data.rng)
-        for name in holders
-    }
+    sensitive = {name: distinctive_values(party_data[name], needed, data.rng) for name in holders}
     return Problem(task=task, party_data=party_data, sensitive=sensitive)
 
 
@@ -167,9 +164,7 @@ def _score(output: AggregateOutput, reference: AggregateOutput, problem: Problem
     withheld = defined & np.isnan(e)
     released = defined & ~np.isnan(e)
     abs_err = np.abs(e - t)
-    floors = np.array(
-        [1e-12 if c.endswith("_mean") else 1.0 for c in truth.columns], dtype=float
-    )
+    floors = np.array([1e-12 if c.endswith("_mean") else 1.0 for c in truth.columns], dtype=float)
     rel = abs_err / np.maximum(np.abs(t), floors)
     rel_all = np.where(withheld, 1.0, rel)[defined]
     metrics: dict[str, float] = {

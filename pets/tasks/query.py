@@ -118,7 +118,9 @@ def _parse(
                     )
                 query["range"] = list(ranges[query["column"]])
         if query["kind"] in ("sum", "mean") and query["column"] not in ranges:
-            raise sub.error("column", f"{query['column']!r} has no public bounds for a {query['kind']}")
+            raise sub.error(
+                "column", f"{query['column']!r} has no public bounds for a {query['kind']}"
+            )
         sub.check_unknown()
         queries.append(query)
     if not queries:
@@ -135,7 +137,7 @@ def _build(params: Mapping[str, Any], parties: Sequence[PartyRole], data: Scenar
         recipient=params["recipient"],
         params=freeze(params),
     )
-    (custodian, frame), = data.partitions.items()
+    ((custodian, frame),) = data.partitions.items()
     frame = frame.reset_index(drop=True)
     return Problem(
         task=task,

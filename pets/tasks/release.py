@@ -89,7 +89,7 @@ def _build(params: Mapping[str, Any], parties: Sequence[PartyRole], data: Scenar
         params=freeze(params),
         public=freeze({"columns": list(params["columns"])}),
     )
-    (custodian, frame), = data.partitions.items()
+    ((custodian, frame),) = data.partitions.items()
     frame = frame.reset_index(drop=True)
     return Problem(
         task=task,
@@ -162,7 +162,8 @@ def _score(output: ReleaseOutput, reference: ReleaseOutput, problem: Problem) ->
 def _as_number(series: pd.Series) -> pd.Series:
     if pd.api.types.is_numeric_dtype(series) and not isinstance(series.dtype, pd.CategoricalDtype):
         return series.astype(float)
-    return pd.Series(pd.factorize(series.astype(str), sort=True)[0], index=series.index, dtype=float)
+    codes = pd.factorize(series.astype(str), sort=True)[0]
+    return pd.Series(codes, index=series.index, dtype=float)
 
 
 RELEASE = TaskKind(
