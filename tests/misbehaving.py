@@ -24,48 +24,37 @@ from pets.wire import pack, unpack
 ALL_KINDS = frozenset({"aggregate", "linkage", "train", "inference", "release", "query"})
 
 
-def _caps(claim: Claim | None = None) -> Capabilities:
-    return Capabilities(task_kinds=ALL_KINDS, pet_class=PetClass.BASELINE, claim=claim or Claim())
-
-
-class Raising(Backend):
-    """Raises inside run."""
+class _Misbehaving(Backend):
+    """No parameters, serves every kind, claims nothing; subclasses define ``run``."""
 
     def __init__(self) -> None:
         pass
 
     @property
     def capabilities(self) -> Capabilities:
-        return _caps()
+        return Capabilities(task_kinds=ALL_KINDS, pet_class=PetClass.BASELINE, claim=Claim())
+
+
+class Raising(_Misbehaving):
+    """Raises inside run."""
 
     def run(self, task: Task, session: Session) -> object:
         raise RuntimeError("deliberate failure in run")
 
 
-class Sleeping(Backend):
+class Sleeping(_Misbehaving):
     """Sleeps past any sensible timeout."""
 
     def __init__(self, *, seconds: float = 60.0) -> None:
         self.seconds = seconds
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return _caps()
 
     def run(self, task: Task, session: Session) -> object:
         time.sleep(self.seconds)
         return None
 
 
-class Crashing(Backend):
+class Crashing(_Misbehaving):
     """Kills its own process, as a segfaulting native library would."""
-
-    def __init__(self) -> None:
-        pass
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return _caps()
 
     def run(self, task: Task, session: Session) -> object:
         import os
@@ -75,15 +64,11 @@ class Crashing(Backend):
         return None
 
 
-class Hog(Backend):
+class Hog(_Misbehaving):
     """Allocates memory until the harness stops it."""
 
     def __init__(self, *, mb: int = 4000) -> None:
         self.mb = mb
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return _caps()
 
     def run(self, task: Task, session: Session) -> object:
         blocks = []
@@ -94,15 +79,8 @@ class Hog(Backend):
         return None
 
 
-class Peeking(Backend):
+class Peeking(_Misbehaving):
     """While acting as the analyst, reads a data holder's rows."""
-
-    def __init__(self) -> None:
-        pass
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return _caps()
 
     def run(self, task: Task, session: Session) -> object:
         holder = task.party_names[0]
@@ -110,15 +88,8 @@ class Peeking(Backend):
             return theirs.data  # read while another party's scope is innermost
 
 
-class WrongOutput(Backend):
+class WrongOutput(_Misbehaving):
     """Returns a number where the task needs its output type."""
-
-    def __init__(self) -> None:
-        pass
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return _caps()
 
     def run(self, task: Task, session: Session) -> object:
         return 42

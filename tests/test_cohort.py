@@ -44,7 +44,9 @@ def test_nhs_numbers_are_valid_unique_ten_digit(cohort):
 def test_check_digit_rejects_tampering():
     assert nhs_number_is_valid([9434765919]).tolist() == [True]  # the NHS's published example
     assert nhs_number_is_valid([9434765918, 943476591, 94347659190]).tolist() == [
-        False, False, False,
+        False,
+        False,
+        False,
     ]
 
 
@@ -85,8 +87,16 @@ def test_prevalences_are_near_public_figures(cohort):
 
 def test_readmission_is_learnable_but_not_trivial(cohort):
     admitted = cohort[cohort["admissions_prior_year"] >= 1]
-    features = ["age", "male", "bmi", "hba1c", "copd", "chd", "admissions_prior_year",
-                "deprivation_decile"]
+    features = [
+        "age",
+        "male",
+        "bmi",
+        "hba1c",
+        "copd",
+        "chd",
+        "admissions_prior_year",
+        "deprivation_decile",
+    ]
     x, y = design_matrix(admitted, features), admitted["readmitted_30d"].to_numpy()
     half = len(y) // 2
     model = LogisticRegression(max_iter=1000).fit(x[:half], y[:half])
@@ -95,8 +105,9 @@ def test_readmission_is_learnable_but_not_trivial(cohort):
 
 
 def test_small_cells_exist_where_splits_are_fine(cohort):
-    cells = cohort.groupby(["nation", "age_band", "sex", "deprivation_decile"],
-                           observed=True).size()
+    cells = cohort.groupby(
+        ["nation", "age_band", "sex", "deprivation_decile"], observed=True
+    ).size()
     assert (cells < 10).sum() > 20
 
 

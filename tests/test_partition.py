@@ -20,8 +20,9 @@ def cohort():
 
 
 def test_by_column_is_disjoint_and_covers(cohort):
-    parts = split_by_column(cohort, "nation", {"gb": ["England", "Scotland", "Wales"],
-                                               "ni": ["Northern Ireland"]})
+    parts = split_by_column(
+        cohort, "nation", {"gb": ["England", "Scotland", "Wales"], "ni": ["Northern Ireland"]}
+    )
     assert len(parts["gb"]) + len(parts["ni"]) == len(cohort)
     assert set(parts["ni"]["nation"]) == {"Northern Ireland"}
     with pytest.raises(ValueError, match="given to both"):
@@ -47,8 +48,10 @@ def test_catchment_sizes_follow_shares_and_case_mix_differs(cohort):
 
 
 def test_overlap_is_partial(cohort):
-    spec = {"registry": {"query": "cancer == 1", "extra_fraction": 0.1},
-            "gp": {"practice_fraction": 0.5}}
+    spec = {
+        "registry": {"query": "cancer == 1", "extra_fraction": 0.1},
+        "gp": {"practice_fraction": 0.5},
+    }
     parts = split_overlap(cohort, spec, np.random.default_rng(1))
     a, b = set(parts["registry"]["nhs_number"]), set(parts["gp"]["nhs_number"])
     assert 0 < len(a & b) < min(len(a), len(b))

@@ -22,7 +22,7 @@ def test_own_data_only_inside_own_scope():
         assert s.current_party == "a"
         with s.as_party("b") as b:
             assert b.data == "rows of b"
-            with pytest.raises(PartyAccessError, match="'b'.*'a'"):
+            with pytest.raises(PartyAccessError, match=r"'b'.*'a'"):
                 _ = a.data  # b is innermost: a's view may not be used
         assert a.data == "rows of a"
     with pytest.raises(PartyAccessError, match="after its scope ended"):

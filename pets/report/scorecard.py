@@ -148,7 +148,9 @@ def markdown_report(frame: pd.DataFrame, *, title: str = "PETs Sandbox run") -> 
         "against the plaintext reference answer, cost measured by the session and the "
         "cell's process, leakage from attacks on what each party observed. "
         "`worst risk` is the highest residual risk of any attack (0 = no better than the "
-        "control, 1 = complete); `flags` mark measured leakage that contradicts a claim.",
+        "control, 1 = complete). `flags` name what the attacks found (`exposes_inputs`: "
+        "another party's raw values readable in a party's received bytes) and any "
+        "measured leakage the backend's claim denies (`claim_contradicted`).",
         "",
     ]
     skipped = int((frame["status"] == "unsupported").sum()) if len(frame) else 0

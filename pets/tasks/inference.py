@@ -24,8 +24,8 @@ from pets.tasks._base import (
     TaskKind,
     freeze,
 )
-from pets.tasks._columns import DERIVED_FEATURES, design_matrix, distinctive_values
-from pets.tasks.train import fit_logistic, labels
+from pets.tasks._columns import design_matrix, distinctive_values
+from pets.tasks.train import fit_logistic, labels, model_params
 
 __all__ = ["INFERENCE", "InferenceOutput"]
 
@@ -51,11 +51,8 @@ def _parse(
     params = {
         "recipient": table.get("recipient", str, allowed=names),
         "supplier": table.get("supplier", str, allowed=names),
-        "target": table.get("target", str, allowed=columns),
-        "features": table.get("features", list, allowed=list(columns) + list(DERIVED_FEATURES)),
         "threshold": table.get("threshold", float, 0.5),
-        "C": table.get("C", float, 1.0),
-        "max_iter": table.get("max_iter", int, 1000),
+        **model_params(table, columns),
     }
     if params["supplier"] == params["recipient"]:
         raise table.error("supplier", "must differ from the recipient (the provider)")

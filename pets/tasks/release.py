@@ -27,8 +27,8 @@ from pets.tasks._base import (
     TaskKind,
     freeze,
 )
-from pets.tasks._columns import DERIVED_FEATURES, design_matrix, distinctive_values, public_ranges
-from pets.tasks.train import fit_logistic, labels
+from pets.tasks._columns import design_matrix, distinctive_values, public_ranges
+from pets.tasks.train import fit_logistic, labels, model_params
 
 __all__ = ["RELEASE", "ReleaseOutput", "discretise"]
 
@@ -66,11 +66,8 @@ def _parse(
     params = {
         "recipient": table.get("recipient", str, allowed=names),
         "columns": table.get("columns", list, allowed=columns),
-        "target": table.get("target", str, allowed=columns),
-        "features": table.get("features", list, allowed=list(columns) + list(DERIVED_FEATURES)),
         "bins": table.get("bins", int, 10),
-        "C": table.get("C", float, 1.0),
-        "max_iter": table.get("max_iter", int, 1000),
+        **model_params(table, columns),
     }
     if params["bins"] < 2:
         raise table.error("bins", f"must be at least 2, got {params['bins']}")

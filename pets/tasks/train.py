@@ -28,7 +28,7 @@ from pets.tasks._base import (
 )
 from pets.tasks._columns import DERIVED_FEATURES, design_matrix, distinctive_values
 
-__all__ = ["TRAIN", "LogisticModel", "fit_logistic", "labels"]
+__all__ = ["TRAIN", "LogisticModel", "fit_logistic", "labels", "model_params"]
 
 
 @dataclass(frozen=True)
@@ -78,17 +78,12 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, task: Task) -> LogisticModel:
     )
 
 
-def _parse(
-    raw: Mapping[str, Any], source: str, parties: Sequence[PartyRole], columns: Sequence[str]
-) -> dict[str, Any]:
-    table = CardTable(raw, source, "task")
-    names = [p.name for p in parties]
-    allowed_features = list(columns) + list(DERIVED_FEATURES)
+def model_params(table: CardTable, columns: Sequence[str]) -> dict[str, Any]:
+    """Read the logistic-model fields a card's ``[task]`` shares across kinds:
+    ``target``, ``features``, ``C`` (L2 strength) and ``max_iter``."""
     params = {
-        "recipient": table.get("recipient", str, allowed=names),
         "target": table.get("target", str, allowed=columns),
-        "features": table.get("features", list, allowed=allowed_features),
-        "model": table.get("model", str, "logistic", allowed=("logistic",)),
+        "features": table.get("features", list, allowed=list(columns) + list(DERIVED_FEATURES)),
         "C": table.get("C", float, 1.0),
         "max_iter": table.get("max_iter", int, 1000),
     }
@@ -96,6 +91,18 @@ def _parse(
         raise table.error("features", "needs at least one feature")
     if params["C"] <= 0:
         raise table.error("C", f"must be > 0, got {params['C']}")
+    return params
+
+
+def _parse(
+    raw: Mapping[str, Any], source: str, parties: Sequence[PartyRole], columns: Sequence[str]
+) -> dict[str, Any]:
+    table = CardTable(raw, source, "task")
+    params = {
+        "recipient": table.get("recipient", str, allowed=[p.name for p in parties]),
+        "model": table.get("model", str, "logistic", allowed=("logistic",)),
+        **model_params(table, columns),
+    }
     table.check_unknown()
     return params
 

@@ -13,6 +13,7 @@ from pets.data import generate_cohort
 
 @pytest.mark.parametrize("n", [100_000, 1_000_000])
 def test_generate_cohort(benchmark, n):
-    frame = benchmark.pedantic(generate_cohort, args=(n,), kwargs={"seed": 1}, rounds=3,
-                               iterations=1)
+    frame = benchmark.pedantic(
+        generate_cohort, args=(n,), kwargs={"seed": 1}, rounds=3, iterations=1
+    )
     assert len(frame) == n
