@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["pack", "unpack"]
+__all__ = ["join_frames", "pack", "split_frames", "unpack"]
 
 _FRAME, _ARRAY, _JSON = b"F", b"A", b"J"
 
@@ -74,3 +74,25 @@ def unpack(payload: bytes) -> Any:
     if tag == _JSON:
         return json.loads(body)
     raise ValueError(f"unknown wire tag {tag!r}: not a message made by pets.wire.pack")
+
+
+def join_frames(frames: list[bytes]) -> bytes:
+    """Concatenate byte strings, each behind an 8-byte little-endian length."""
+    out = bytearray()
+    for frame in frames:
+        out += len(frame).to_bytes(8, "little")
+        out += frame
+    return bytes(out)
+
+
+def split_frames(payload: bytes) -> list[bytes]:
+    """Reverse :func:`join_frames`."""
+    frames, i = [], 0
+    view = memoryview(payload)
+    while i < len(payload):
+        n = int.from_bytes(view[i : i + 8], "little")
+        frames.append(bytes(view[i + 8 : i + 8 + n]))
+        i += 8 + n
+    if i != len(payload):
+        raise ValueError("truncated frame stream")
+    return frames

@@ -95,7 +95,7 @@ class Plaintext(Backend):
         return pd.concat(frames, ignore_index=True)
 
     def _aggregate(self, task: Task, session: Session) -> AggregateOutput:
-        holders = [n for n in task.party_names if n != task.recipient]
+        holders = list(task.parties_with_role("data_holder"))
         pooled = self._pool(task, session, holders, task.recipient)
         with session.phase("compute"):
             out = AggregateOutput(finish_means(local_aggregate(pooled, task), task))
@@ -125,7 +125,7 @@ class Plaintext(Backend):
         return out
 
     def _train(self, task: Task, session: Session) -> LogisticModel:
-        holders = [n for n in task.party_names if n != task.recipient]
+        holders = list(task.parties_with_role("data_holder"))
         pooled = self._pool(task, session, holders, task.recipient)
         with session.phase("train"):
             model = fit_logistic(
@@ -198,7 +198,7 @@ class LocalOnly(Backend):
 
     def run(self, task: Task, session: Session) -> LogisticModel:
         """Fit at one trust and send the model's weights to the recipient."""
-        holders = [n for n in task.party_names if n != task.recipient]
+        holders = list(task.parties_with_role("data_holder"))
         trust = self.party if self.party is not None else holders[-1]
         if trust not in holders:
             raise UnsupportedTask(

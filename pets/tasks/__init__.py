@@ -16,7 +16,13 @@ from pets.tasks._base import (
     TaskKind,
 )
 from pets.tasks._columns import DERIVED_FEATURES, design_matrix, public_ranges
-from pets.tasks.aggregate import AGGREGATE, AggregateOutput, finish_means, local_aggregate
+from pets.tasks.aggregate import (
+    AGGREGATE,
+    AggregateOutput,
+    finish_means,
+    local_aggregate,
+    sums_from_vector,
+)
 from pets.tasks.inference import INFERENCE, InferenceOutput
 from pets.tasks.linkage import LINKAGE, LinkageOutput, eligible, link_statistics
 from pets.tasks.query import QUERY, QueryOutput, answer_query
@@ -49,6 +55,7 @@ __all__ = [
     "link_statistics",
     "local_aggregate",
     "public_ranges",
+    "sums_from_vector",
 ]
 
 TASK_KINDS = MappingProxyType(

@@ -35,6 +35,7 @@ __all__ = [
     "finish_means",
     "local_aggregate",
     "measure_name",
+    "sums_from_vector",
 ]
 
 STATS = ("count", "sum", "mean")
@@ -82,6 +83,15 @@ def local_aggregate(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
     out = counts.to_frame() if table is None else pd.concat([counts, table], axis=1)
     out = out.rename(columns={c: f"{c}_sum" for c in sum_columns})
     return out.reindex(cell_grid(task), fill_value=0.0)
+
+
+def sums_from_vector(vector: np.ndarray, task: Task) -> pd.DataFrame:
+    """Rebuild the :func:`local_aggregate` layout from its flattened values (row-major),
+    as a party that decrypted a sum of flattened tables holds them."""
+    grid = cell_grid(task)
+    columns = ["n", *[f"{c}_sum" for c in sorted({m["column"] for m in task.params["measures"]})]]
+    values = np.asarray(vector, dtype=np.float64).reshape(len(grid), len(columns))
+    return pd.DataFrame(values, index=grid, columns=columns)
 
 
 def finish_means(sums: pd.DataFrame, task: Task) -> pd.DataFrame:

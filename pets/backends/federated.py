@@ -1,0 +1,145 @@
+"""Federated averaging of logistic regression, with plain or secure aggregation.
+
+Each round the aggregator sends the global weights to every trust; each trust runs
+``local_steps`` full-batch gradient steps on its own rows (L2-penalised logistic loss)
+and contributes ``n_k · w_k`` and ``n_k``; the sums give the new global weights
+``Σ n_k w_k / Σ n_k``. With plain aggregation the aggregator sees each trust's update;
+with secure aggregation (see :mod:`pets.backends.he`) it sees only the sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from pets.api import Backend, Capabilities, Claim, LogisticModel, PetClass, Task
+from pets.session import PartyView, Session
+from pets.tasks import design_matrix, labels
+from pets.wire import pack, unpack
+
+__all__ = ["FedAvg", "federated_averaging", "local_update"]
+
+#: aggregate(contribution, holders) -> summed vector, as the aggregator learns it.
+Aggregation = Callable[[Callable[[PartyView], np.ndarray], Sequence[str]], np.ndarray]
+
+
+def local_update(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray,
+    *,
+    steps: int,
+    learning_rate: float,
+    l2: float,
+) -> np.ndarray:
+    """Run ``steps`` full-batch gradient steps from ``weights`` (last entry: intercept)."""
+    w = weights.copy()
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    for _ in range(steps):
+        p = 1.0 / (1.0 + np.exp(-(xb @ w)))
+        grad = xb.T @ (p - y) / max(len(y), 1)
+        grad[:-1] += l2 * w[:-1]
+        w -= learning_rate * grad
+    return w
+
+
+def federated_averaging(
+    task: Task,
+    session: Session,
+    aggregate: Aggregation,
+    *,
+    rounds: int,
+    local_steps: int,
+    learning_rate: float,
+    l2: float,
+) -> LogisticModel:
+    """Train with federated averaging; ``aggregate`` sums the trusts' contributions."""
+    features = list(task.params["features"])
+    aggregator = task.recipient
+    holders = list(task.parties_with_role("data_holder"))
+    weights = np.zeros(len(features) + 1)
+    for _ in range(rounds):
+        with session.as_party(aggregator) as party:
+            for holder in holders:
+                party.send(holder, pack(weights), tag="global")
+
+        def contribution(party: PartyView) -> np.ndarray:
+            start = unpack(party.receive(aggregator, tag="global"))
+            with session.phase("train"):
+                x, y = design_matrix(party.data, features), labels(party.data, task)
+                w = local_update(x, y, start, steps=local_steps, learning_rate=learning_rate, l2=l2)
+            return np.append(len(y) * w, len(y))
+
+        total = aggregate(contribution, holders)
+        weights = total[:-1] / total[-1]
+    model = LogisticModel(coef=weights[:-1], intercept=float(weights[-1]), features=tuple(features))
+    with session.as_party(aggregator) as party:
+        party.reveal("model", model)
+    return model
+
+
+class FedAvg(Backend):
+    """Federated averaging with plain aggregation: each trust's update reaches the
+    aggregator in the clear.
+
+    Parameters
+    ----------
+    rounds : int
+        Communication rounds.
+    local_steps : int
+        Gradient steps per trust per round.
+    learning_rate : float
+        Step size.
+    l2 : float
+        L2 penalty on the weights (not the intercept).
+    """
+
+    def __init__(
+        self,
+        *,
+        rounds: int = 30,
+        local_steps: int = 5,
+        learning_rate: float = 1.0,
+        l2: float = 1e-4,
+    ) -> None:
+        self.rounds = rounds
+        self.local_steps = local_steps
+        self.learning_rate = learning_rate
+        self.l2 = l2
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Serves ``train``; declares that the aggregator sees each trust's update."""
+        return Capabilities(
+            task_kinds=frozenset({"train"}),
+            pet_class=PetClass.FEDERATED,
+            claim=Claim(
+                declared_leakage=("model updates", "output"),
+                formal=False,
+                notes="Rows stay with the trusts; each trust's update is seen by "
+                "the aggregator, and one patient's gradient reveals them.",
+            ),
+        )
+
+    def run(self, task: Task, session: Session) -> LogisticModel:
+        """Train across the data holders."""
+
+        def aggregate(
+            contribution: Callable[[PartyView], np.ndarray], holders: Sequence[str]
+        ) -> np.ndarray:
+            for holder in holders:
+                with session.as_party(holder) as party:
+                    party.send(task.recipient, pack(contribution(party)), tag="update")
+            with session.as_party(task.recipient) as party:
+                return sum(unpack(party.receive(h, tag="update")) for h in holders)
+
+        return federated_averaging(
+            task,
+            session,
+            aggregate,
+            rounds=self.rounds,
+            local_steps=self.local_steps,
+            learning_rate=self.learning_rate,
+            l2=self.l2,
+        )
