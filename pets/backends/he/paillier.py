@@ -140,7 +140,7 @@ class Paillier(HomomorphicBackend):
                 xq = np.round(x * 2**_SCORE_BITS).astype(object)
         with session.as_party(supplier) as party:
             model = party.data
-            bound = int(math.ceil(max(np.max(np.abs(model.coef)), abs(model.intercept)))) + 1
+            bound = math.ceil(float(max(np.max(np.abs(model.coef)), abs(model.intercept)))) + 1
             party.send(provider, pack({"weight_bound": bound}), tag="weight-bound")
         with session.as_party(provider) as party:
             bound = unpack(party.receive(supplier, tag="weight-bound"))["weight_bound"]
@@ -163,8 +163,8 @@ class Paillier(HomomorphicBackend):
             received = party.receive(provider, tag="features")
             with session.phase("compute"):
                 nsquare = gmpy2.mpz(key.nsquare)
-                shifted = [int(round((w + bound) * 2**_SCORE_BITS)) for w in model.coef]
-                intercept = int(round((model.intercept + bound) * 2 ** (2 * _SCORE_BITS)))
+                shifted = [round(float(w + bound) * 2**_SCORE_BITS) for w in model.coef]
+                intercept = round(float(model.intercept + bound) * 2 ** (2 * _SCORE_BITS))
                 cts = [
                     gmpy2.mpz(int.from_bytes(received[i : i + width], "big"))
                     for i in range(0, len(received), width)
