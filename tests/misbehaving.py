@@ -137,7 +137,7 @@ class LocalSums(Backend):
         return Capabilities(task_kinds=frozenset({"aggregate"}), pet_class=PetClass.BASELINE)
 
     def run(self, task: Task, session: Session) -> AggregateOutput:
-        holders = [n for n in task.party_names if n != task.recipient]
+        holders = task.parties_with_role("data_holder")
         for holder in holders:
             with session.as_party(holder) as party:
                 sums = local_aggregate(party.data, task)

@@ -29,6 +29,7 @@ from pets.tasks._columns import column_domain, distinctive_values
 
 __all__ = [
     "AGGREGATE",
+    "MEAN_FLOOR",
     "STATS",
     "AggregateOutput",
     "cell_grid",
@@ -39,6 +40,10 @@ __all__ = [
 ]
 
 STATS = ("count", "sum", "mean")
+
+#: Relative errors divide by max(|true|, floor): 1 for counts and sums, this for means, so
+#: a mean whose true value is 0 (no diabetes among children) is compared absolutely.
+MEAN_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -174,7 +179,7 @@ def _score(output: AggregateOutput, reference: AggregateOutput, problem: Problem
     withheld = defined & np.isnan(e)
     released = defined & ~np.isnan(e)
     abs_err = np.abs(e - t)
-    floors = np.array([1e-12 if c.endswith("_mean") else 1.0 for c in truth.columns], dtype=float)
+    floors = np.array([MEAN_FLOOR if c.endswith("_mean") else 1.0 for c in truth.columns])
     rel = abs_err / np.maximum(np.abs(t), floors)
     rel_all = np.where(withheld, 1.0, rel)[defined]
     metrics: dict[str, float] = {
