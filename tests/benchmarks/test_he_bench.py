@@ -63,10 +63,15 @@ def test_ckks_packed_vs_one_value_per_ciphertext(benchmark):
     naive = _best(lambda: _run(TensealCKKS(pack=False), problem), repeat=1)
     packed = benchmark.pedantic(lambda: _run(TensealCKKS(), problem), rounds=3, iterations=1)
     packed_s = _best(lambda: _run(TensealCKKS(), problem))
-    _report(benchmark, "ckks packed vs naive", packed_s=packed_s, naive_s=naive,
-            speedup=naive / packed_s,
-            bytes_ratio=_run(TensealCKKS(pack=False), problem).meter().bytes_total
-            / packed.meter().bytes_total)
+    _report(
+        benchmark,
+        "ckks packed vs naive",
+        packed_s=packed_s,
+        naive_s=naive,
+        speedup=naive / packed_s,
+        bytes_ratio=_run(TensealCKKS(pack=False), problem).meter().bytes_total
+        / packed.meter().bytes_total,
+    )
 
 
 def test_paillier_packed_gmpy2_vs_per_value_phe(benchmark):
@@ -75,8 +80,13 @@ def test_paillier_packed_gmpy2_vs_per_value_phe(benchmark):
     naive = _best(lambda: _run(Paillier(pack=False), problem), repeat=1)
     benchmark.pedantic(lambda: _run(Paillier(), problem), rounds=3, iterations=1)
     packed_s = _best(lambda: _run(Paillier(), problem))
-    _report(benchmark, "paillier packed+gmpy2 vs per-value phe", packed_s=packed_s,
-            naive_s=naive, speedup=naive / packed_s)
+    _report(
+        benchmark,
+        "paillier packed+gmpy2 vs per-value phe",
+        packed_s=packed_s,
+        naive_s=naive,
+        speedup=naive / packed_s,
+    )
 
 
 @pytest.mark.parametrize("backend", [TensealCKKS(), Paillier()], ids=["ckks", "paillier"])
@@ -88,8 +98,13 @@ def test_secure_aggregate_of_a_million_vs_pandas_groupby(benchmark, backend):
     plain_s = _best(lambda: finish_means(local_aggregate(pooled, task), task))
     benchmark.pedantic(lambda: _run(backend, problem), rounds=3, iterations=1)
     secure_s = _best(lambda: _run(backend, problem))
-    _report(benchmark, f"{type(backend).__name__} secure aggregate 1M / pandas groupby",
-            secure_s=secure_s, groupby_s=plain_s, ratio=secure_s / plain_s)
+    _report(
+        benchmark,
+        f"{type(backend).__name__} secure aggregate 1M / pandas groupby",
+        secure_s=secure_s,
+        groupby_s=plain_s,
+        ratio=secure_s / plain_s,
+    )
 
 
 def test_harness_overhead_vs_direct_library_calls(benchmark):
@@ -105,8 +120,7 @@ def test_harness_overhead_vs_direct_library_calls(benchmark):
     scheme = backend.scheme("aggregate")
 
     def direct() -> pd.DataFrame:
-        context = ts.context(ts.SCHEME_TYPE.CKKS, scheme.degree,
-                             coeff_mod_bit_sizes=scheme.chain)
+        context = ts.context(ts.SCHEME_TYPE.CKKS, scheme.degree, coeff_mod_bit_sizes=scheme.chain)
         context.global_scale = 2.0**scheme.scale_bits
         public = context.serialize(save_secret_key=False)
         shares = []
@@ -128,5 +142,10 @@ def test_harness_overhead_vs_direct_library_calls(benchmark):
         direct_times.append(_best(direct, repeat=1))
         harness_times.append(_best(lambda: _run(backend, problem), repeat=1))
     direct_s, harness_s = float(np.median(direct_times)), float(np.median(harness_times))
-    _report(benchmark, "harness overhead", harness_s=harness_s, direct_s=direct_s,
-            overhead=harness_s / direct_s - 1)
+    _report(
+        benchmark,
+        "harness overhead",
+        harness_s=harness_s,
+        direct_s=direct_s,
+        overhead=harness_s / direct_s - 1,
+    )
