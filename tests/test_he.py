@@ -139,7 +139,7 @@ def test_wrong_parameters_give_one_clear_message(backend, message):
 
 def test_short_chain_is_refused_before_running(scenario_dir):
     backend = TensealCKKS(poly_modulus_degree=16384, coeff_mod_bit_sizes=[60, 40, 40, 60])
-    assert backend.capabilities.claim.security_bits == 128  # fine for sums
+    assert backend.capabilities.claim.security_bits == 256  # 200 bits at 16384: fine for sums
     with pytest.raises(ValueError, match="needs depth 4"):
         _run(backend, "encrypted_supplier_inference", scenario_dir, 2000)
 
