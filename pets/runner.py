@@ -193,6 +193,14 @@ def execute_plan(
     todo = [c for c in cells if c.key not in done]
     _write_manifest(store, cells, options)
     bar = _progress(len(cells), len(cells) - len(todo), options.progress)
+    for cell in list(todo):
+        record = _unsupported_here(cell)
+        if record is not None:
+            todo.remove(cell)
+            store.append(record)
+            if on_record:
+                on_record(record)
+            bar.update(1)
     pending = list(todo)
     running: list[_Running] = []
     with tempfile.TemporaryDirectory(prefix="pets-cells-") as tmp:
@@ -218,6 +226,40 @@ def execute_plan(
     store.write_parquet()
     keys = {c.key for c in cells}
     return [r for r in store.read() if r.key in keys]
+
+
+def _unsupported_here(cell: Cell) -> Record | None:
+    """Settle a cell whose backend does not serve the task kind without a process.
+
+    Capabilities are data, so when the backend imports in this process its answer is
+    final; when it does not (its libraries live elsewhere) the worker decides.
+    """
+    from pets.registry import load_target
+
+    try:
+        backend = load_target(cell.target, cell.backend)(**cell.params)
+        capabilities = backend.capabilities
+    except Exception:
+        return None
+    if cell.scenario.kind in capabilities.task_kinds:
+        return None
+    return Record(
+        scenario=cell.scenario.id,
+        backend=cell.backend,
+        params=dict(cell.params),
+        size=cell.size,
+        seed=cell.seed,
+        repeat=cell.repeat,
+        status="unsupported",
+        error=f"{cell.backend} serves {', '.join(sorted(capabilities.task_kinds))}, "
+        f"not {cell.scenario.kind}",
+        kind=cell.scenario.kind,
+        pet_class=capabilities.pet_class.value,
+        card_hash=cell.scenario.card_hash,
+        key=cell.key,
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        environment=environment(),
+    )
 
 
 def _start(cell: Cell, tmp: Path, options: RunOptions) -> _Running:

@@ -163,3 +163,39 @@ def test_records_hold_no_identifiers(tmp_path, registry, scenario_dir):
     )
     numbers = set(re.findall(r"(?<!\d)\d{10}(?!\d)", text))
     assert not numbers & {str(n) for n in cohort["nhs_number"]}
+
+
+def test_worker_settles_unsupported_when_the_runner_cannot(scenario_dir):
+    from pets.worker import execute_cell
+
+    card = scenario_dir / "multi_site_prevalence.toml"
+    record = execute_cell(
+        {
+            "scenario": "multi_site_prevalence",
+            "card": str(card),
+            "backend": "unsupporting",
+            "target": "misbehaving:Unsupporting",
+            "params": {},
+            "size": 300,
+            "seed": 0,
+            "repeat": 0,
+        }
+    )
+    assert record.status == "unsupported"
+    assert "serves train, not aggregate" in record.error
+
+
+def test_unsupported_cells_start_no_process(tmp_path, registry, scenario_dir):
+    scenario = load_scenario("tre_queries", scenario_dir)
+    cells = plan_cells([scenario], ["local_only", "unsupporting"], registry, size=300)
+    started = []
+    import pets.runner as runner
+
+    original = runner._start
+    try:
+        runner._start = lambda *a, **k: started.append(a) or original(*a, **k)
+        records = execute_plan(cells, ResultStore(tmp_path), RunOptions(progress=False))
+    finally:
+        runner._start = original
+    assert [r.status for r in records] == ["unsupported", "unsupported"]
+    assert started == []
