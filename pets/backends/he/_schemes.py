@@ -24,8 +24,39 @@ def _chunks(values: np.ndarray, size: int) -> list[np.ndarray]:
     return [values[i : i + size] for i in range(0, len(values), size)] or [values[:0]]
 
 
+class _TensealScheme:
+    """What CKKS and BFV share: public contexts, adding frame by frame, decrypting."""
+
+    def _load_vector(self, context: Any, frame: bytes) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+    def load_public(self, public: bytes) -> Any:
+        import tenseal as ts
+
+        return ts.context_from(public)
+
+    def public_of(self, secret: Any) -> Any:
+        """What the key holder encrypts with: its own context."""
+        return secret
+
+    def add(self, context: Any, ciphertexts: list[bytes]) -> bytes:
+        totals = None
+        for payload in ciphertexts:
+            vectors = [self._load_vector(context, f) for f in split_frames(payload)]
+            totals = (
+                vectors if totals is None else [a + b for a, b in zip(totals, vectors, strict=True)]
+            )
+        return join_frames([v.serialize() for v in totals or []])
+
+    def _decrypt_frames(self, context: Any, ciphertext: bytes) -> list[Any]:
+        out: list[Any] = []
+        for frame in split_frames(ciphertext):
+            out.extend(self._load_vector(context, frame).decrypt())
+        return out
+
+
 @dataclass
-class CkksScheme:
+class CkksScheme(_TensealScheme):
     """CKKS (TenSEAL): approximate real arithmetic, ``degree / 2`` slots per ciphertext."""
 
     degree: int
@@ -40,15 +71,6 @@ class CkksScheme:
         context.global_scale = 2.0**self.scale_bits
         return context, context.serialize(save_secret_key=False)
 
-    def load_public(self, public: bytes) -> Any:
-        import tenseal as ts
-
-        return ts.context_from(public)
-
-    def public_of(self, secret: Any) -> Any:
-        """What the key holder encrypts with: its own context."""
-        return secret
-
     def encrypt(self, context: Any, values: np.ndarray) -> bytes:
         import tenseal as ts
 
@@ -57,28 +79,17 @@ class CkksScheme:
             [ts.ckks_vector(context, c.tolist()).serialize() for c in _chunks(values, size)]
         )
 
-    def add(self, context: Any, ciphertexts: list[bytes]) -> bytes:
+    def _load_vector(self, context: Any, frame: bytes) -> Any:
         import tenseal as ts
 
-        totals = None
-        for payload in ciphertexts:
-            vectors = [ts.ckks_vector_from(context, f) for f in split_frames(payload)]
-            totals = (
-                vectors if totals is None else [a + b for a, b in zip(totals, vectors, strict=True)]
-            )
-        return join_frames([v.serialize() for v in totals or []])
+        return ts.ckks_vector_from(context, frame)
 
     def decrypt(self, context: Any, ciphertext: bytes, length: int, addends: int) -> np.ndarray:
-        import tenseal as ts
-
-        out: list[float] = []
-        for frame in split_frames(ciphertext):
-            out.extend(ts.ckks_vector_from(context, frame).decrypt())
-        return np.array(out[:length])
+        return np.array(self._decrypt_frames(context, ciphertext)[:length])
 
 
 @dataclass
-class BfvScheme:
+class BfvScheme(_TensealScheme):
     """BFV (TenSEAL): exact integers mod a batching prime; reals in fixed point."""
 
     degree: int
@@ -91,15 +102,6 @@ class BfvScheme:
 
         context = ts.context(ts.SCHEME_TYPE.BFV, self.degree, plain_modulus=self.plain_modulus)
         return context, context.serialize(save_secret_key=False)
-
-    def load_public(self, public: bytes) -> Any:
-        import tenseal as ts
-
-        return ts.context_from(public)
-
-    def public_of(self, secret: Any) -> Any:
-        """What the key holder encrypts with: its own context."""
-        return secret
 
     def encrypt(self, context: Any, values: np.ndarray) -> bytes:
         import tenseal as ts
@@ -116,24 +118,13 @@ class BfvScheme:
             ]
         )
 
-    def add(self, context: Any, ciphertexts: list[bytes]) -> bytes:
+    def _load_vector(self, context: Any, frame: bytes) -> Any:
         import tenseal as ts
 
-        totals = None
-        for payload in ciphertexts:
-            vectors = [ts.bfv_vector_from(context, f) for f in split_frames(payload)]
-            totals = (
-                vectors if totals is None else [a + b for a, b in zip(totals, vectors, strict=True)]
-            )
-        return join_frames([v.serialize() for v in totals or []])
+        return ts.bfv_vector_from(context, frame)
 
     def decrypt(self, context: Any, ciphertext: bytes, length: int, addends: int) -> np.ndarray:
-        import tenseal as ts
-
-        out: list[int] = []
-        for frame in split_frames(ciphertext):
-            out.extend(ts.bfv_vector_from(context, frame).decrypt())
-        return self.fixed.decode(out[:length])
+        return self.fixed.decode(self._decrypt_frames(context, ciphertext)[:length])
 
 
 @dataclass
