@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("tenseal", reason="the HE extra is installed by .ci/run")
-
 import pets
 from pets.backends.federated import FedAvg
 from pets.backends.he.bfv import TensealBFV

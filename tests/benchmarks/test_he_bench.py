@@ -13,8 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-pytest.importorskip("tenseal")
-
 from pets.backends.he.ckks import TensealCKKS
 from pets.backends.he.paillier import Paillier
 from pets.scenarios import build_problem, load_scenario
