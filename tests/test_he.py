@@ -81,9 +81,12 @@ def test_ckks_inference_agrees_on_decisions(scenario_dir):
     )
     assert acc.metrics["decision_agreement"] >= 0.99
     assert acc.metrics["max_abs_score_error"] < 0.02
-    supplier_view = b"".join(session.received_bytes("ai_supplier"))
-    hba1c = problem.party_data["gp_federation"]["hba1c"].to_numpy()[:20]
-    assert not any(np.float32(v).tobytes() in supplier_view for v in hba1c)
+    # The supplier's view holds no patient value beyond chance matches, which the
+    # control nets out (4-byte patterns do recur by chance in megabytes of ciphertext).
+    leakage = evaluate_leakage(problem, session, TensealCKKS().capabilities)
+    supplier = next(a for a in leakage["attacks"] if a["observer"] == "ai_supplier")
+    assert supplier["applicable"] and supplier["residual_risk"] < 0.05
+    assert supplier["by_column"]["gp_federation.nhs_number"] == 0.0  # 8-byte ids: no chance hits
 
 
 @pytest.mark.parametrize("backend", [TensealBFV(), Paillier()], ids=["bfv", "paillier"])
