@@ -166,3 +166,35 @@ def test_bad_parameter_becomes_a_failed_record(tmp_path, registry, scenario_dir)
     )
     assert frame.loc[0, "status"] == "failed"
     assert "below 2048 bits" in frame.loc[0, "error"]
+
+
+def test_encrypted_training_equals_the_same_steps_in_the_clear(scenario_dir):
+    import pandas as pd
+
+    from pets.backends.he.ckks import sigmoid_polynomial
+    from pets.tasks import labels
+
+    backend = TensealCKKS(training="encrypted", encrypted_patients=100, epochs=2)
+    model, _, acc, problem, session = _run(backend, "federated_risk_model", scenario_dir, 10_000)
+    holders = problem.task.parties_with_role("data_holder")
+    rows = pd.concat([problem.party_data[h].iloc[:20] for h in holders])
+    x = np.hstack([design_matrix(rows, model.features), np.ones((len(rows), 1))])
+    y = labels(rows, problem.task)
+    w = np.zeros(x.shape[1])
+    for _ in range(2):
+        p = np.polynomial.polynomial.polyval(x @ w, sigmoid_polynomial(3, 6.0))
+        grad = x.T @ (p - y) / len(y)
+        grad[:-1] += backend.l2 * w[:-1]
+        w = w - backend.encrypted_learning_rate * grad
+    np.testing.assert_allclose(np.append(model.coef, model.intercept), w, atol=1e-4)
+    # Rows reach the aggregator only encrypted, and trusts get no rotation keys.
+    rows_sent = [m for m in session.transcript if m.tag == "encrypted-rows"]
+    assert {m.sender for m in rows_sent} == set(holders)
+    keys = {m.receiver: len(m.payload) for m in session.transcript if m.tag == "public-key"}
+    assert all(keys[h] < keys["aggregator"] / 5 for h in holders[1:])
+    assert 0.0 <= acc.metrics["auc"] <= 1.0
+
+
+def test_unknown_training_mode_is_named():
+    with pytest.raises(ValueError, match="allowed: secure_aggregation, encrypted"):
+        _ = TensealCKKS(training="homomorphic").capabilities

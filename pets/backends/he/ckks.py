@@ -11,6 +11,7 @@ from pets.api import (
     Capabilities,
     Claim,
     InferenceOutput,
+    LogisticModel,
     PetClass,
     SecurityModel,
     Task,
@@ -24,12 +25,15 @@ from pets.backends.he._security import (
     lattice_security_bits,
 )
 from pets.session import Session
-from pets.tasks import design_matrix
-from pets.wire import join_frames, split_frames
+from pets.tasks import design_matrix, labels
+from pets.wire import join_frames, pack, split_frames, unpack
 
 __all__ = ["TensealCKKS", "sigmoid_polynomial"]
 
 SIGMOID_MODES = ("poly", "none")
+TRAINING_MODES = ("secure_aggregation", "encrypted")
+#: Degree of the sigmoid polynomial inside encrypted training (depth 2).
+_TRAINING_SIGMOID_DEGREE = 3
 
 
 def sigmoid_polynomial(degree: int, half_range: float) -> np.ndarray:
@@ -70,6 +74,18 @@ class TensealCKKS(HomomorphicBackend):
         linear scores outside it are approximated badly).
     rounds, local_steps, learning_rate, l2
         Federated-averaging knobs for ``train`` (see :class:`pets.backends.federated.FedAvg`).
+    training : str
+        ``secure_aggregation`` (federated averaging, updates summed under CKKS) or
+        ``encrypted``: the expensive extreme, where the aggregator runs gradient descent
+        on the trusts' encrypted rows (see :meth:`_train_encrypted`).
+    encrypted_patients : int
+        Patients used by encrypted training, taken from the trusts in proportion to size
+        (at most ``degree / 2`` per trust).
+    epochs : int
+        Full-batch gradient epochs of encrypted training.
+    encrypted_learning_rate : float
+        Step size of encrypted training (few epochs need a large step: 4 with 10 epochs
+        reached AUC 0.77 on the quick federated card when the same steps ran in the clear).
     """
 
     def __init__(
@@ -86,6 +102,10 @@ class TensealCKKS(HomomorphicBackend):
         local_steps: int = 5,
         learning_rate: float = 1.0,
         l2: float = 1e-4,
+        training: str = "secure_aggregation",
+        encrypted_patients: int = 1000,
+        epochs: int = 10,
+        encrypted_learning_rate: float = 4.0,
     ) -> None:
         self.poly_modulus_degree = poly_modulus_degree
         self.coeff_mod_bit_sizes = coeff_mod_bit_sizes
@@ -98,6 +118,10 @@ class TensealCKKS(HomomorphicBackend):
         self.local_steps = local_steps
         self.learning_rate = learning_rate
         self.l2 = l2
+        self.training = training
+        self.encrypted_patients = encrypted_patients
+        self.epochs = epochs
+        self.encrypted_learning_rate = encrypted_learning_rate
 
     def _check(self) -> None:
         if self.poly_modulus_degree is not None:
@@ -108,6 +132,10 @@ class TensealCKKS(HomomorphicBackend):
             raise ValueError(f"tenseal-ckks: scale_bits must be in [20, 60], got {self.scale_bits}")
         if self.sigmoid_degree < 1:
             raise ValueError("tenseal-ckks: sigmoid_degree must be at least 1")
+        if self.training not in TRAINING_MODES:
+            raise ValueError(
+                f"tenseal-ckks: training {self.training!r}; allowed: {', '.join(TRAINING_MODES)}"
+            )
 
     def depth(self, kind: str) -> int:
         """Multiplicative depth of the circuit for task ``kind``.
@@ -116,6 +144,9 @@ class TensealCKKS(HomomorphicBackend):
         level for the weights and ceil(log2(degree + 1)) for TenSEAL's polynomial
         evaluation (measured: degree 3 fits 2 levels, 5 and 7 fit 3, 9 needs 4).
         """
+        if kind == "train" and self.training == "encrypted":
+            # x·w (1), sigmoid polynomial of degree 3 (2), error times feature (1)
+            return 2 + math.ceil(math.log2(_TRAINING_SIGMOID_DEGREE + 1))
         if kind != "inference":
             return 1
         if self.sigmoid == "none":
@@ -226,3 +257,125 @@ class TensealCKKS(HomomorphicBackend):
                 out = InferenceOutput(np.clip(values, 0.0, 1.0))
             party.reveal("scores", out)
         return out
+
+    def _train(self, task: Task, session: Session) -> LogisticModel:
+        if self.training == "secure_aggregation":
+            return super()._train(task, session)
+        return self._train_encrypted(task, session)
+
+    def _train_encrypted(self, task: Task, session: Session) -> LogisticModel:
+        """Gradient descent on encrypted rows (the expensive extreme).
+
+        The first trust holds the key. Each trust encrypts its first
+        ``encrypted_patients / trusts`` rows column by column
+        (patients in slots) with its labels and sends them to the aggregator, which
+        never decrypts. Each epoch the aggregator sends each trust's encrypted weights
+        vectors through x·w, a degree-3 sigmoid polynomial and the error, and returns
+        the encrypted gradient sums to the key holder. TenSEAL has no bootstrapping,
+        so the key holder refreshes: it decrypts the summed gradient (what secure
+        aggregation reveals each round), steps the weights and sends them back
+        encrypted, replicated over the slots.
+        """
+        import tenseal as ts
+
+        scheme = self.scheme("train")
+        slots = scheme.degree // 2
+        features = list(task.params["features"])
+        holders = list(task.parties_with_role("data_holder"))
+        key_holder, aggregator = holders[0], task.recipient
+        per_trust = min(slots, max(1, self.encrypted_patients // len(holders)))
+        coefficients = sigmoid_polynomial(_TRAINING_SIGMOID_DEGREE, self.sigmoid_range)
+        with session.as_party(key_holder) as party, session.phase("setup"):
+            context, _ = scheme.keygen()
+            context.generate_galois_keys()
+            # Only the aggregator sums slots (rotations); trusts get no Galois keys.
+            party.send(aggregator, context.serialize(save_secret_key=False), tag="public-key")
+            encrypt_only = context.serialize(save_secret_key=False, save_galois_keys=False)
+            for receiver in holders[1:]:
+                party.send(receiver, encrypt_only, tag="public-key")
+        for holder in holders:
+            with session.as_party(holder) as party:
+                own = (
+                    context
+                    if holder == key_holder
+                    else ts.context_from(party.receive(key_holder, tag="public-key"))
+                )
+                rows = party.data.iloc[:per_trust]
+                with session.phase("encode"):
+                    x = design_matrix(rows, features)
+                    y = labels(rows, task)
+                with session.phase("encrypt"):
+                    frames = [
+                        ts.ckks_vector(own, x[:, j].tolist()).serialize() for j in range(x.shape[1])
+                    ]
+                    frames.append(ts.ckks_vector(own, y.tolist()).serialize())
+                party.send(aggregator, join_frames(frames), tag="encrypted-rows")
+                if holder != key_holder:
+                    party.send(key_holder, pack(len(rows)), tag="count")
+        with session.as_party(key_holder) as party:
+            counts = {key_holder: min(per_trust, len(party.data))}
+            counts.update({h: unpack(party.receive(h, tag="count")) for h in holders[1:]})
+            n = sum(counts.values())
+        with session.as_party(aggregator) as party:
+            agg_context = ts.context_from(party.receive(key_holder, tag="public-key"))
+            data = {}
+            for holder in holders:
+                frames = split_frames(party.receive(holder, tag="encrypted-rows"))
+                vectors = [ts.ckks_vector_from(agg_context, f) for f in frames]
+                data[holder] = (vectors[:-1], vectors[-1])
+        weights = np.zeros(len(features) + 1)
+        for _ in range(self.epochs):
+            with session.as_party(key_holder) as party, session.phase("encrypt"):
+                # One block of replicated weights per distinct trust sample size.
+                sizes = sorted(set(counts.values()))
+                blocks = [
+                    join_frames(
+                        [ts.ckks_vector(context, [float(w)] * size).serialize() for w in weights]
+                    )
+                    for size in sizes
+                ]
+                party.send(aggregator, join_frames([pack(sizes), *blocks]), tag="weights")
+            with session.as_party(aggregator) as party:
+                sizes_frame, *blocks = split_frames(party.receive(key_holder, tag="weights"))
+                by_size = dict(zip(unpack(sizes_frame), blocks, strict=True))
+                with session.phase("compute"):
+                    gradient = None
+                    for holder in holders:
+                        columns, y = data[holder]
+                        block = by_size[y.size()]
+                        w = [ts.ckks_vector_from(agg_context, f) for f in split_frames(block)]
+                        z = columns[0] * w[0]
+                        for column, wj in zip(columns[1:], w[1:-1], strict=True):
+                            z += column * wj
+                        z += w[-1]
+                        error = z.polyval(coefficients.tolist()) - y
+                        parts = [(column * error).sum() for column in columns] + [error.sum()]
+                        gradient = (
+                            parts
+                            if gradient is None
+                            else [a + b for a, b in zip(gradient, parts, strict=True)]
+                        )
+                party.send(
+                    key_holder, join_frames([g.serialize() for g in gradient]), tag="gradient"
+                )
+            with session.as_party(key_holder) as party:
+                received = split_frames(party.receive(aggregator, tag="gradient"))
+                with session.phase("decrypt"):
+                    grad = (
+                        np.array([ts.ckks_vector_from(context, f).decrypt()[0] for f in received])
+                        / n
+                    )
+                    grad[:-1] += self.l2 * weights[:-1]
+                    weights = weights - self.encrypted_learning_rate * grad
+        model = LogisticModel(
+            coef=weights[:-1], intercept=float(weights[-1]), features=tuple(features)
+        )
+        with session.as_party(key_holder) as party:
+            party.send(aggregator, pack(weights), tag="model")
+        with session.as_party(aggregator) as party:
+            final = unpack(party.receive(key_holder, tag="model"))
+            model = LogisticModel(
+                coef=final[:-1], intercept=float(final[-1]), features=tuple(features)
+            )
+            party.reveal("model", model)
+        return model
