@@ -199,7 +199,8 @@ class TensealCKKS(HomomorphicBackend):
                     "arithmetic: results carry small errors. In federated training the key "
                     "holder shares decrypted sums with the aggregator, who holds the "
                     "ciphertexts: for CKKS this can expose the secret key (Li and "
-                    "Micciancio, 2021) unless noise is added before sharing."
+                    "Micciancio, 2021) unless noise is added before sharing. Encrypted training: "
+                    "the key holder sees the summed gradient each epoch."
                 ),
             ),
             extra="he",
