@@ -28,7 +28,7 @@ import pandas as pd
 from pets.records import Record, ResultStore, cell_key
 from pets.registry import Registry
 from pets.scenarios import Scenario, find_scenarios, load_scenario
-from pets.worker import environment
+from pets.worker import environment, unsupported_message
 
 __all__ = ["Cell", "RunOptions", "execute_plan", "plan_cells", "run"]
 
@@ -251,8 +251,7 @@ def _unsupported_here(cell: Cell) -> Record | None:
         seed=cell.seed,
         repeat=cell.repeat,
         status="unsupported",
-        error=f"{cell.backend} serves {', '.join(sorted(capabilities.task_kinds))}, "
-        f"not {cell.scenario.kind}",
+        error=unsupported_message(cell.backend, capabilities.task_kinds, cell.scenario.kind),
         kind=cell.scenario.kind,
         pet_class=capabilities.pet_class.value,
         card_hash=cell.scenario.card_hash,

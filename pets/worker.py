@@ -28,7 +28,7 @@ from typing import Any
 
 from pets.records import Record, write_atomic
 
-__all__ = ["CellSpec", "environment", "execute_cell", "main"]
+__all__ = ["CellSpec", "environment", "execute_cell", "main", "redact", "unsupported_message"]
 
 #: Keys of a cell spec (a JSON object written by the runner).
 CellSpec = Mapping[str, Any]
@@ -109,6 +109,11 @@ def _peak_rss_mb() -> float:
     return max(own, child)
 
 
+def unsupported_message(backend: str, task_kinds: frozenset[str], kind: str) -> str:
+    """The message of a cell whose backend does not serve the scenario's task kind."""
+    return f"{backend} serves {', '.join(sorted(task_kinds))}, not {kind}"
+
+
 def redact(message: str) -> str:
     """Mask anything shaped like an NHS number in an error message."""
     return _NHS_LIKE.sub("<redacted>", message)
@@ -163,8 +168,7 @@ def execute_cell(spec: CellSpec) -> Record:
     if scenario.kind not in capabilities.task_kinds:
         return failed(
             "unsupported",
-            f"{spec['backend']} serves {', '.join(sorted(capabilities.task_kinds))}, "
-            f"not {scenario.kind}",
+            unsupported_message(spec["backend"], capabilities.task_kinds, scenario.kind),
         )
 
     problem = build_problem(scenario, spec["size"], spec["seed"])

@@ -175,7 +175,7 @@ def test_encrypted_training_equals_the_same_steps_in_the_clear(scenario_dir):
     from pets.tasks import labels
 
     backend = TensealCKKS(training="encrypted", encrypted_patients=100, epochs=2)
-    model, _, acc, problem, session = _run(backend, "federated_risk_model", scenario_dir, 10_000)
+    model, _, _, problem, session = _run(backend, "federated_risk_model", scenario_dir, 10_000)
     holders = problem.task.parties_with_role("data_holder")
     rows = pd.concat([problem.party_data[h].iloc[:20] for h in holders])
     x = np.hstack([design_matrix(rows, model.features), np.ones((len(rows), 1))])
@@ -192,7 +192,6 @@ def test_encrypted_training_equals_the_same_steps_in_the_clear(scenario_dir):
     assert {m.sender for m in rows_sent} == set(holders)
     keys = {m.receiver: len(m.payload) for m in session.transcript if m.tag == "public-key"}
     assert all(keys[h] < keys["aggregator"] / 5 for h in holders[1:])
-    assert 0.0 <= acc.metrics["auc"] <= 1.0
 
 
 def test_unknown_training_mode_is_named():

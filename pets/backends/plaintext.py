@@ -76,7 +76,7 @@ class Plaintext(Backend):
             raise UnsupportedTask(f"plaintext does not serve task kind {task.kind!r}")
         return handler(task, session)
 
-    def _pool(self, task: Task, session: Session, holders: list[str], at: str) -> pd.DataFrame:
+    def _pool(self, session: Session, holders: list[str], at: str) -> pd.DataFrame:
         """Send each holder's rows to ``at``; return them pooled, as ``at`` sees them."""
         frames = []
         for holder in holders:
@@ -96,7 +96,7 @@ class Plaintext(Backend):
 
     def _aggregate(self, task: Task, session: Session) -> AggregateOutput:
         holders = list(task.parties_with_role("data_holder"))
-        pooled = self._pool(task, session, holders, task.recipient)
+        pooled = self._pool(session, holders, task.recipient)
         with session.phase("compute"):
             out = AggregateOutput(finish_means(local_aggregate(pooled, task), task))
         with session.as_party(task.recipient) as party:
@@ -105,7 +105,7 @@ class Plaintext(Backend):
 
     def _linkage(self, task: Task, session: Session) -> LinkageOutput:
         other = next(n for n in task.party_names if n != task.recipient)
-        theirs = self._pool(task, session, [other], task.recipient)
+        theirs = self._pool(session, [other], task.recipient)
         with session.as_party(task.recipient) as party:
             mine = party.data
             with session.phase("compute"):
@@ -126,7 +126,7 @@ class Plaintext(Backend):
 
     def _train(self, task: Task, session: Session) -> LogisticModel:
         holders = list(task.parties_with_role("data_holder"))
-        pooled = self._pool(task, session, holders, task.recipient)
+        pooled = self._pool(session, holders, task.recipient)
         with session.phase("train"):
             model = fit_logistic(
                 design_matrix(pooled, task.params["features"]), labels(pooled, task), task
@@ -137,7 +137,7 @@ class Plaintext(Backend):
 
     def _inference(self, task: Task, session: Session) -> InferenceOutput:
         supplier, provider = task.params["supplier"], task.recipient
-        patients = self._pool(task, session, [provider], supplier)
+        patients = self._pool(session, [provider], supplier)
         with session.as_party(supplier) as party:
             with session.phase("compute"):
                 scores = party.data.predict_proba(design_matrix(patients, task.params["features"]))
@@ -149,7 +149,7 @@ class Plaintext(Backend):
 
     def _release(self, task: Task, session: Session) -> ReleaseOutput:
         (custodian,) = [n for n in task.party_names if n != task.recipient]
-        out = ReleaseOutput(self._pool(task, session, [custodian], task.recipient))
+        out = ReleaseOutput(self._pool(session, [custodian], task.recipient))
         with session.as_party(task.recipient) as party:
             party.reveal("release", out)
         return out

@@ -50,7 +50,7 @@ class QueryOutput:
     refused: Mapping[int, str] = field(default_factory=dict)
 
 
-def histogram_labels(query: Mapping[str, Any], frame_dtype: Any = None) -> tuple[str, ...]:
+def histogram_labels(query: Mapping[str, Any]) -> tuple[str, ...]:
     """Return the public bin labels of a histogram query."""
     if "categories" in query:
         return tuple(query["categories"])

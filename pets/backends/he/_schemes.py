@@ -157,6 +157,31 @@ class PaillierScheme:
         """What the key holder encrypts with: the public half of its key pair."""
         return secret.public_key
 
+    def _numbers_to_bytes(self, public: Any, numbers: list[Any]) -> bytes:
+        """Unpacked layout: each ``EncryptedNumber`` as ciphertext and 4-byte exponent."""
+        width = self._width(public)
+        return join_frames(
+            [
+                c.ciphertext(be_secure=False).to_bytes(width, "big")
+                + c.exponent.to_bytes(4, "big", signed=True)
+                for c in numbers
+            ]
+        )
+
+    def _numbers_from_bytes(self, public: Any, payload: bytes) -> list[Any]:
+        """Reverse :meth:`_numbers_to_bytes`."""
+        from phe import EncryptedNumber
+
+        width = self._width(public)
+        return [
+            EncryptedNumber(
+                public,
+                int.from_bytes(f[:width], "big"),
+                int.from_bytes(f[width:], "big", signed=True),
+            )
+            for f in split_frames(payload)
+        ]
+
     def _packer(self, n: int) -> SlotPacker:
         return SlotPacker.for_modulus(n.bit_length(), self.slot_bits, self.max_addends)
 
@@ -165,14 +190,7 @@ class PaillierScheme:
 
     def encrypt(self, public: Any, values: np.ndarray) -> bytes:
         if not self.pack:
-            encrypted = [public.encrypt(float(v)) for v in values]
-            return join_frames(
-                [
-                    c.ciphertext(be_secure=False).to_bytes(self._width(public), "big")
-                    + c.exponent.to_bytes(4, "big", signed=True)
-                    for c in encrypted
-                ]
-            )
+            return self._numbers_to_bytes(public, [public.encrypt(float(v)) for v in values])
         plaintexts = self._packer(public.n).pack(self.fixed.encode(values))
         width = self._width(public)
         return b"".join(public.raw_encrypt(p).to_bytes(width, "big") for p in plaintexts)
@@ -183,30 +201,15 @@ class PaillierScheme:
         width = self._width(public)
         nsquare = gmpy2.mpz(public.nsquare)
         if not self.pack:
-            from phe import EncryptedNumber
-
             totals = None
             for payload in ciphertexts:
-                numbers = [
-                    EncryptedNumber(
-                        public,
-                        int.from_bytes(f[:width], "big"),
-                        int.from_bytes(f[width:], "big", signed=True),
-                    )
-                    for f in split_frames(payload)
-                ]
+                numbers = self._numbers_from_bytes(public, payload)
                 totals = (
                     numbers
                     if totals is None
                     else [a + b for a, b in zip(totals, numbers, strict=True)]
                 )
-            return join_frames(
-                [
-                    c.ciphertext(be_secure=False).to_bytes(width, "big")
-                    + c.exponent.to_bytes(4, "big", signed=True)
-                    for c in totals or []
-                ]
-            )
+            return self._numbers_to_bytes(public, totals or [])
         totals = None
         for payload in ciphertexts:
             numbers = [
@@ -224,19 +227,8 @@ class PaillierScheme:
         public = private.public_key
         width = self._width(public)
         if not self.pack:
-            from phe import EncryptedNumber
-
             return np.array(
-                [
-                    private.decrypt(
-                        EncryptedNumber(
-                            public,
-                            int.from_bytes(f[:width], "big"),
-                            int.from_bytes(f[width:], "big", signed=True),
-                        )
-                    )
-                    for f in split_frames(ciphertext)
-                ]
+                [private.decrypt(c) for c in self._numbers_from_bytes(public, ciphertext)]
             )
         if addends > self.max_addends:
             raise ValueError(f"more than {self.max_addends} addends overflow the packing")
