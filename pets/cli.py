@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pets.network import NetworkProfile, parse_profile
+
 __all__ = ["main"]
 
 
@@ -110,6 +112,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
             leakage=args.leakage,
             registry=registry,
             progress=not args.no_progress,
+            network=args.network,
         )
     except (CardError, UnknownBackend, KeyError, FileExistsError, FileNotFoundError) as exc:
         print(f"pets: {exc}", file=sys.stderr)
@@ -123,6 +126,13 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
     print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     print(f"run folder: {out}\nreport:     {report}")
     return 0 if counts.get("failed", 0) == 0 and counts.get("timeout", 0) == 0 else 1
+
+
+def _network_profile(text: str) -> NetworkProfile:
+    try:
+        return parse_profile(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -179,6 +189,15 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", type=int, default=1, help="cells run at once")
         p.add_argument("--leakage", choices=["fast", "full", "off"], default="fast")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+        p.add_argument(
+            "--network",
+            action="append",
+            type=_network_profile,
+            default=[],
+            metavar="NAME=LATENCY_MS,MBIT_S",
+            help="also model each record's time on this network (repeatable), "
+            "besides loopback, lan and wan",
+        )
         p.set_defaults(func=lambda a, demo=(name == "demo"): _run(a, demo=demo))
     return parser
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 
+from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
 from pets.records import Record, ResultStore, cell_key
 from pets.registry import Registry
 from pets.scenarios import Scenario, find_scenarios, load_scenario
@@ -72,6 +73,10 @@ class Cell:
             "repeat": self.repeat,
             "key": self.key,
             "leakage": options.leakage,
+            "network": {
+                profile.name: profile.to_dict()
+                for profile in options.network.merged(self.scenario.network)
+            },
         }
 
     def label(self) -> str:
@@ -98,6 +103,8 @@ class RunOptions:
         Interpreter that runs the worker.
     progress : bool
         Show a progress bar on standard error.
+    network : NetworkProfiles
+        Profiles every record's cost is modelled on (a card may add its own).
     """
 
     timeout_s: float = 600.0
@@ -106,6 +113,7 @@ class RunOptions:
     leakage: str = "fast"
     python: str = field(default_factory=lambda: sys.executable)
     progress: bool = True
+    network: NetworkProfiles = DEFAULT_PROFILES
 
 
 def plan_cells(
@@ -387,6 +395,7 @@ def _write_manifest(store: ResultStore, cells: Sequence[Cell], options: RunOptio
             "memory_mb": options.memory_mb,
             "jobs": options.jobs,
             "leakage": options.leakage,
+            "network": list(options.network.names()),
         },
         "cards": {
             sid: {"path": str(s.path), "sha256": s.card_hash} for sid, s in scenarios.items()
@@ -436,6 +445,7 @@ def run(
     registry: Registry | None = None,
     scenario_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    network: Iterable[NetworkProfile] = (),
 ) -> pd.DataFrame:
     """Run a plan and return its records as a flat DataFrame.
 
@@ -463,6 +473,8 @@ def run(
         Where backend names are looked up (default: installed entry points).
     scenario_dir : path-like, optional
         Where scenario ids are looked up.
+    network : iterable of NetworkProfile
+        Profiles to model besides :data:`pets.network.DEFAULT_PROFILES` and the cards'.
 
     Returns
     -------
@@ -494,7 +506,12 @@ def run(
     )
     store = ResultStore(out_dir)
     options = RunOptions(
-        timeout_s=timeout, memory_mb=memory_mb, jobs=jobs, leakage=leakage, progress=progress
+        timeout_s=timeout,
+        memory_mb=memory_mb,
+        jobs=jobs,
+        leakage=leakage,
+        progress=progress,
+        network=DEFAULT_PROFILES.merged({p.name: p for p in network}),
     )
     execute_plan(cells, store, options, resume=resume)
     frame = store.to_frame()

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pets.network import NetworkProfile
 from pets.registry import unknown_name_message
 from pets.tasks import TASK_KINDS, CardError, CardTable, PartyRole, Problem, ScenarioData
 
@@ -104,6 +105,9 @@ class Scenario:
         Questions the workshop discusses.
     card_hash : str
         SHA-256 of the card file's bytes.
+    network : Mapping of str to NetworkProfile
+        Extra network profiles the card defines (``[network.<name>]``), modelled on
+        top of the defaults.
     """
 
     id: str
@@ -120,6 +124,7 @@ class Scenario:
     sweeps: tuple[Sweep, ...] = ()
     questions: tuple[str, ...] = ()
     card_hash: str = ""
+    network: Mapping[str, NetworkProfile] = field(default_factory=dict)
 
     def sweeps_for(self, backend: str) -> tuple[Sweep, ...]:
         """Return the sweeps declared for ``backend``."""
@@ -200,6 +205,7 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
             raise sub.error("values", "needs at least one value")
         sweeps.append(Sweep(sub.get("backend", str), sub.get("param", str), tuple(values)))
         sub.check_unknown()
+    network = _parse_network(card.table("network", {}))
     story_name = card.get("story", str, f"{scenario_id}.md")
     story = path.parent / story_name
     scenario = Scenario(
@@ -217,9 +223,26 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
         sweeps=tuple(sweeps),
         questions=tuple(card.get("questions", list, [])),
         card_hash=hashlib.sha256(raw_bytes).hexdigest(),
+        network=MappingProxyType(network),
     )
     card.check_unknown()
     return scenario
+
+
+def _parse_network(table: CardTable) -> dict[str, NetworkProfile]:
+    profiles = {}
+    for name in table.raw:
+        sub = table.table(name)
+        try:
+            profiles[name] = NetworkProfile(
+                name,
+                latency_ms=sub.get("latency_ms", (int, float)),
+                bandwidth_mbit_s=sub.get("bandwidth_mbit_s", (int, float)),
+            )
+        except ValueError as exc:
+            raise table.error(name, str(exc)) from None
+        sub.check_unknown()
+    return profiles
 
 
 def _parse_parties(card: CardTable, source: str) -> tuple[PartyRole, ...]:

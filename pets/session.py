@@ -174,6 +174,7 @@ class Session:
         self._phase_stack: list[list[Any]] = []
         self._t0 = time.perf_counter()
         self._external: list[tuple[str, str, int, int, int]] = []
+        self._external_payloads: list[tuple[str, bytes]] = []
 
     # -- parties -----------------------------------------------------------------------
     @property
@@ -185,6 +186,22 @@ class Session:
     def current_party(self) -> str | None:
         """The party whose scope is innermost, or None."""
         return self._stack[-1].name if self._stack else None
+
+    def add_helper(self, name: str, role: str = "helper") -> None:
+        """Add a party the PET brings that the card does not name (an extra MPC
+        server, the key holder of a keyed hash). It holds no data; its traffic is
+        metered and what it receives is attacked like any other party's.
+
+        Raises
+        ------
+        SessionError
+            If ``name`` is already a party.
+        """
+        if name in self._roles:
+            raise SessionError(f"party {name!r} already exists; parties: {', '.join(self._roles)}")
+        self.parties = (*self.parties, PartyRole(name, role))
+        self._roles[name] = role
+        self._depth[name] = 0
 
     def _known(self, name: str) -> None:
         if name not in self._roles:
@@ -252,18 +269,41 @@ class Session:
         raise ChannelError(f"no message{what} waiting from {sender!r} to {receiver!r}")
 
     def add_external_traffic(
-        self, sender: str, receiver: str, n_bytes: int, *, messages: int = 1, rounds: int = 0
+        self,
+        sender: str,
+        receiver: str,
+        n_bytes: int,
+        *,
+        messages: int = 1,
+        rounds: int = 0,
+        payload: bytes | None = None,
     ) -> None:
         """Count traffic measured outside the channel (parties as separate processes with
-        their own sockets); no payload is kept."""
+        their own sockets).
+
+        Parameters
+        ----------
+        sender, receiver : str
+            The two ends.
+        n_bytes, messages, rounds : int
+            What the socket meter counted on this link, in this direction.
+        payload : bytes, optional
+            The raw bytes the receiver's socket delivered, kept (if the session keeps a
+            transcript) so the leakage checks can search what the receiver saw.
+        """
         self._known(sender)
         self._known(receiver)
         self._external.append((sender, receiver, int(n_bytes), int(messages), int(rounds)))
+        if payload and self._keep:
+            self._external_payloads.append((receiver, bytes(payload)))
 
     def received_bytes(self, party: str) -> list[bytes]:
-        """Payloads sent to ``party``, delivered or not: everything it could read."""
+        """Payloads sent to ``party``, delivered or not, and the raw bytes its own
+        sockets received: everything it could read."""
         self._known(party)
-        return [m.payload for m in self._messages if m.receiver == party]
+        return [m.payload for m in self._messages if m.receiver == party] + [
+            payload for receiver, payload in self._external_payloads if receiver == party
+        ]
 
     @property
     def transcript(self) -> tuple[Message, ...]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import platform
 import re
@@ -26,6 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles, modelled_costs
 from pets.records import Record, write_atomic
 
 __all__ = ["CellSpec", "environment", "execute_cell", "main", "redact", "unsupported_message"]
@@ -202,6 +204,9 @@ def execute_cell(spec: CellSpec) -> Record:
         "rounds": meter.rounds,
         "rounds_by_party": meter.rounds_by_party,
         "phases": session.phase_times(),
+        "network": modelled_costs(
+            wall, meter.rounds, meter.bytes_by_party, _profiles(spec.get("network"))
+        ),
     }
     if not isinstance(output, kind.output_type):
         return failed(
@@ -219,6 +224,23 @@ def execute_cell(spec: CellSpec) -> Record:
         problem, session, capabilities, mode=spec.get("leakage", "fast"), seed=spec["seed"]
     )
     return Record(status="ok", accuracy=accuracy, cost=cost, leakage=leakage, **base)
+
+
+def _profiles(raw: Mapping[str, Mapping[str, Any]] | None) -> NetworkProfiles:
+    if raw is None:
+        return DEFAULT_PROFILES
+    return NetworkProfiles(
+        tuple(
+            NetworkProfile(
+                name,
+                latency_ms=float(v["latency_ms"]),
+                bandwidth_mbit_s=math.inf
+                if v["bandwidth_mbit_s"] is None
+                else float(v["bandwidth_mbit_s"]),
+            )
+            for name, v in raw.items()
+        )
+    )
 
 
 def _describe(exc: BaseException) -> str:
