@@ -48,6 +48,7 @@ __all__ = [
     "InferenceOutput",
     "LinkageOutput",
     "LogisticModel",
+    "PartyFailure",
     "PetClass",
     "QueryOutput",
     "ReleaseOutput",
@@ -168,6 +169,12 @@ class Capabilities:
             "needs_processes": self.needs_processes,
             "extra": self.extra,
         }
+
+
+class PartyFailure(RuntimeError):
+    """Raised when a party that runs as its own process fails to start, dies, or misses
+    its deadline. The harness records the cell with status ``party_failed`` and this
+    message; the backend has already stopped every process it started."""
 
 
 class UnsupportedTask(Exception):

@@ -125,7 +125,8 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
     print(f"run folder: {out}\nreport:     {report}")
-    return 0 if counts.get("failed", 0) == 0 and counts.get("timeout", 0) == 0 else 1
+    bad = ("failed", "party_failed", "timeout")
+    return 0 if not any(counts.get(s, 0) for s in bad) else 1
 
 
 def _network_profile(text: str) -> NetworkProfile:

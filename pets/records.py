@@ -33,7 +33,7 @@ __all__ = [
 
 #: Version of the record schema written by this code.
 SCHEMA_VERSION = 1
-STATUSES = ("ok", "failed", "timeout", "unsupported")
+STATUSES = ("ok", "failed", "party_failed", "timeout", "unsupported")
 
 
 class SchemaError(ValueError):

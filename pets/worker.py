@@ -123,7 +123,7 @@ def redact(message: str) -> str:
 
 def execute_cell(spec: CellSpec) -> Record:
     """Run one cell and return its record; never raises for a backend's fault."""
-    from pets.api import UnsupportedTask
+    from pets.api import PartyFailure, UnsupportedTask
     from pets.leakage import evaluate_leakage
     from pets.registry import load_target
     from pets.scenarios import build_problem, load_scenario
@@ -182,6 +182,8 @@ def execute_cell(spec: CellSpec) -> Record:
         output = backend.run(problem.task, session)
     except UnsupportedTask as exc:
         return failed("unsupported", str(exc))
+    except PartyFailure as exc:
+        return failed("party_failed", str(exc))
     except PartyAccessError as exc:
         return failed("failed", f"party isolation violated: {exc}")
     except Exception as exc:  # the backend's fault becomes the record's message

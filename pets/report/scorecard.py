@@ -61,7 +61,7 @@ def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         )
     table = pd.DataFrame(rows)
     table = table[table["status"] != "unsupported"]
-    order = {"failed": 0, "timeout": 1, "ok": 2}
+    order = {"failed": 0, "party_failed": 0, "timeout": 1, "ok": 2}
     out = {}
     for scenario, group in table.groupby("scenario", sort=True):
         agg = group.groupby(["backend", "params"], sort=False, dropna=False).agg(

@@ -82,8 +82,10 @@ def local_aggregate(frame: pd.DataFrame, task: Task) -> pd.DataFrame:
     """
     group_by = list(task.params["group_by"])
     sum_columns = sorted({m["column"] for m in task.params["measures"]})
-    grouped = frame.groupby(group_by, observed=True)
-    table = grouped[sum_columns].sum().astype(np.float64) if sum_columns else None
+    # sums in float64 whatever the column's storage type, so sums are exact to ~1e-16
+    columns = frame[[*group_by, *sum_columns]].astype(dict.fromkeys(sum_columns, np.float64))
+    grouped = columns.groupby(group_by, observed=True)
+    table = grouped[sum_columns].sum() if sum_columns else None
     counts = grouped.size().rename("n").astype(np.float64)
     out = counts.to_frame() if table is None else pd.concat([counts, table], axis=1)
     out = out.rename(columns={c: f"{c}_sum" for c in sum_columns})
