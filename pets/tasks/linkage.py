@@ -58,7 +58,11 @@ def eligible(frame: pd.DataFrame, task: Task, party: str) -> pd.DataFrame:
 
 
 def link_statistics(
-    frames: Mapping[str, pd.DataFrame], matches: np.ndarray, task: Task
+    frames: Mapping[str, pd.DataFrame],
+    matches: np.ndarray,
+    task: Task,
+    *,
+    party: str | None = None,
 ) -> dict[str, float]:
     """Compute the requested statistics over the matched identifiers.
 
@@ -70,10 +74,14 @@ def link_statistics(
         Matched identifiers.
     task : Task
         The linkage task.
+    party : str, optional
+        Compute only the statistics over this party's columns.
     """
     id_column = task.params["id_column"]
     out: dict[str, float] = {}
     for stat in task.params["statistics"]:
+        if party is not None and stat["party"] != party:
+            continue
         frame = frames[stat["party"]]
         values = frame.loc[frame[id_column].isin(matches), stat["column"]].to_numpy(float)
         name = f"{stat['column']}_{stat['stat']}"

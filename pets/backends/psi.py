@@ -1,0 +1,168 @@
+"""``psi-ecdh``: private set intersection by elliptic-curve Diffie-Hellman (openmined-psi).
+
+The recipient is the PSI client, the other holder the server. The client sends its
+eligible identifiers, each blinded with its secret exponent; the server returns them
+blinded again with its own, plus its own identifiers blinded once (a raw list, a Golomb
+compressed set or a Bloom filter). The client removes its blinding and compares: it
+learns which of its identifiers are in both sets (``intersection``) or only how many
+(``cardinality``). Both sides learn the other's set size. When the card asks for
+statistics over the other holder's columns, the client sends the matched identifiers
+to that holder, which computes and returns them: the holder then learns the
+intersection too, and the claim says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pets.api import (
+    Backend,
+    Capabilities,
+    Claim,
+    LinkageOutput,
+    PetClass,
+    SecurityModel,
+    Task,
+    UnsupportedTask,
+)
+from pets.session import Session
+from pets.tasks import eligible, link_statistics
+from pets.wire import pack, unpack
+
+__all__ = ["PsiEcdh"]
+
+_STRUCTURES = ("raw", "gcs", "bloom")
+
+
+class PsiEcdh(Backend):
+    """ECDH private set intersection with openmined-psi.
+
+    Parameters
+    ----------
+    data_structure : {"raw", "gcs", "bloom"}
+        How the server's blinded set is sent: a raw list (exact), a Golomb-compressed
+        set or a Bloom filter (smaller, with false positives at rate ``fpr``).
+    fpr : float
+        False-positive rate of the compressed set structures.
+    """
+
+    def __init__(self, *, data_structure: str = "raw", fpr: float = 1e-9) -> None:
+        self.data_structure = data_structure
+        self.fpr = fpr
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Serves ``linkage``; set sizes and the intersection size always leak."""
+        if self.data_structure not in _STRUCTURES:
+            raise ValueError(
+                f"data_structure {self.data_structure!r}; allowed: {', '.join(_STRUCTURES)}"
+            )
+        if not 0 < self.fpr < 1:
+            raise ValueError(f"fpr must be in (0, 1), got {self.fpr!r}")
+        return Capabilities(
+            task_kinds=frozenset({"linkage"}),
+            pet_class=PetClass.PSI,
+            claim=Claim(
+                security_bits=128,
+                security_model=SecurityModel.SEMI_HONEST,
+                collusion_threshold=1,
+                declared_leakage=(
+                    "set sizes",
+                    "intersection cardinality",
+                    "output",
+                    "intersection to the statistics holder",
+                ),
+                formal=True,
+                notes="ECDH on P-256 (128-bit) under the decisional Diffie-Hellman "
+                "assumption; each side learns the other's set size, and the cardinality "
+                "leaks even in cardinality mode. Statistics over the other holder's "
+                "columns are computed by that holder on the matched identifiers, so it "
+                "learns the intersection as well.",
+            ),
+            extra="mpc",
+        )
+
+    def run(self, task: Task, session: Session) -> LinkageOutput:
+        """Link the two holders' eligible identifiers by PSI."""
+        import private_set_intersection.python as psi
+
+        if task.kind != "linkage":
+            raise UnsupportedTask(f"psi-ecdh serves linkage, not {task.kind}")
+        self.capabilities  # noqa: B018  (validates the parameters)
+        structure = {
+            "raw": psi.DataStructure.RAW,
+            "gcs": psi.DataStructure.GCS,
+            "bloom": psi.DataStructure.BLOOM_FILTER,
+        }[self.data_structure]
+        client_name = task.recipient
+        (server_name,) = [n for n in task.party_names if n != client_name]
+        id_column = task.params["id_column"]
+        reveal = task.params["reveal"] == "intersection"
+        stats_there = [s for s in task.params["statistics"] if s["party"] == server_name]
+        if stats_there and not reveal:
+            raise UnsupportedTask(
+                "psi-ecdh in cardinality mode cannot give statistics over the other "
+                "holder's columns without revealing the matches to it"
+            )
+
+        with session.as_party(client_name) as party:
+            mine = eligible(party.data, task, client_name)
+            items = [str(v) for v in mine[id_column].to_numpy()]
+            with session.phase("setup"):
+                client = psi.client.CreateWithNewKey(reveal)
+            with session.phase("encrypt"):
+                request = client.CreateRequest(items).SerializeToString()
+            party.send(server_name, request, tag="psi-request")
+        with session.as_party(server_name) as party:
+            theirs = eligible(party.data, task, server_name)
+            their_items = [str(v) for v in theirs[id_column].to_numpy()]
+            with session.phase("setup"):
+                server = psi.server.CreateWithNewKey(reveal)
+            received = psi.Request()
+            received.ParseFromString(party.receive(client_name, tag="psi-request"))
+            with session.phase("encrypt"):
+                setup = server.CreateSetupMessage(
+                    self.fpr, len(received.encrypted_elements), their_items, structure
+                ).SerializeToString()
+            with session.phase("compute"):
+                response = server.ProcessRequest(received).SerializeToString()
+            party.send(client_name, setup, tag="psi-setup")
+            party.send(client_name, response, tag="psi-response")
+        with session.as_party(client_name) as party:
+            server_setup, server_response = psi.ServerSetup(), psi.Response()
+            server_setup.ParseFromString(party.receive(server_name, tag="psi-setup"))
+            server_response.ParseFromString(party.receive(server_name, tag="psi-response"))
+            with session.phase("decrypt"):
+                if reveal:
+                    rows = np.asarray(
+                        sorted(client.GetIntersection(server_setup, server_response)), dtype=int
+                    )
+                    matches = mine[id_column].to_numpy()[rows]
+                    cardinality = len(matches)
+                else:
+                    matches = np.zeros(0, dtype=np.int64)
+                    cardinality = int(client.GetIntersectionSize(server_setup, server_response))
+            statistics = link_statistics({client_name: mine}, matches, task, party=client_name)
+            if stats_there:
+                party.send(server_name, pack(matches.astype(np.int64)), tag="matched-ids")
+        if stats_there:
+            with session.as_party(server_name) as party:
+                asked = unpack(party.receive(client_name, tag="matched-ids"))
+                with session.phase("compute"):
+                    answer = link_statistics({server_name: theirs}, asked, task, party=server_name)
+                party.send(client_name, pack(answer), tag="statistics")
+        with session.as_party(client_name) as party:
+            if stats_there:
+                statistics.update(unpack(party.receive(server_name, tag="statistics")))
+            out = LinkageOutput(
+                matches=frozenset(int(v) for v in matches) if reveal else None,
+                cardinality=cardinality,
+                statistics={s: statistics[s] for s in _ordered(task, statistics)},
+            )
+            party.reveal("linkage", out)
+        return out
+
+
+def _ordered(task: Task, statistics: dict[str, float]) -> list[str]:
+    names = [f"{s['column']}_{s['stat']}" for s in task.params["statistics"]]
+    return [n for n in names if n in statistics]
