@@ -130,3 +130,24 @@ def test_reveals_and_external_traffic():
     m = s.meter()
     assert m.bytes_total == 1000 and m.messages == 4 and m.rounds == 3
     assert m.bytes_by_party["b"]["received"] == 1000
+
+
+def test_external_traffic_payload_is_what_the_receiver_could_read():
+    s = _session()
+    s.add_external_traffic("a", "b", 7, payload=b"\x01secret")
+    assert s.received_bytes("b") == [b"\x01secret"]
+    assert s.received_bytes("a") == []
+
+
+def test_helper_parties_are_metered_and_unique():
+    s = _session()
+    s.add_helper("server", role="compute")
+    assert s.party_names[-1] == "server"
+    with s.as_party("a") as a:
+        a.send("server", b"share")
+    with s.as_party("server") as server:
+        assert server.data is None
+        assert server.receive("a") == b"share"
+    assert s.meter().bytes_by_party["server"]["received"] == 5
+    with pytest.raises(SessionError, match="already exists"):
+        s.add_helper("a")
