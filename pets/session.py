@@ -175,6 +175,7 @@ class Session:
         self._t0 = time.perf_counter()
         self._external: list[tuple[str, str, int, int, int]] = []
         self._external_payloads: list[tuple[str, bytes]] = []
+        self._synced: dict[str, int] = {}
 
     # -- parties -----------------------------------------------------------------------
     @property
@@ -297,6 +298,17 @@ class Session:
         if payload and self._keep:
             self._external_payloads.append((receiver, bytes(payload)))
 
+    def synchronise(self, parties: Sequence[str], rounds: int) -> None:
+        """Record a step of ``rounds`` communication rounds among ``parties`` that ran
+        outside the channel (on the parties' own sockets): it starts after everything
+        each of them has received so far, and extends their causal chains."""
+        for name in parties:
+            self._known(name)
+        depth = max((self._depth[p] for p in parties), default=0) + int(rounds)
+        for name in parties:
+            self._depth[name] = depth
+            self._synced[name] = depth
+
     def received_bytes(self, party: str) -> list[bytes]:
         """Payloads sent to ``party``, delivered or not, and the raw bytes its own
         sockets received: everything it could read."""
@@ -331,6 +343,8 @@ class Session:
             by_msgs[sender]["sent"] += n_msgs
             by_msgs[receiver]["received"] += n_msgs
             rounds_by[sender] = max(rounds_by[sender], n_rounds)
+        for name, depth in self._synced.items():
+            rounds_by[name] = max(rounds_by[name], depth)
         return ChannelMeter(
             bytes_total=total,
             bytes_by_party=by_bytes,

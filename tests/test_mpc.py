@@ -190,3 +190,12 @@ def test_records_carry_per_party_traffic_and_modelled_network_time(
     assert net["wan"]["modelled_s"] > net["lan"]["modelled_s"] > net["loopback"]["modelled_s"]
     assert net["hscn"]["latency_ms"] == 8.0
     assert frame.iloc[0]["status"] == "ok"
+
+
+def test_causal_rounds_follow_happened_before():
+    # 0 -> 1 -> 2 is a chain of two; a message nobody waited for adds nothing
+    assert _pool.causal_rounds([[("s", 1)], [("r", 0), ("s", 2)], [("r", 1)]]) == 2
+    # two independent messages in parallel are one round
+    assert _pool.causal_rounds([[("s", 2)], [("s", 2)], [("r", 0), ("r", 1)]]) == 1
+    # a receive reported before its send is matched once the send is known
+    assert _pool.causal_rounds([[("r", 1), ("s", 1)], [("s", 0), ("r", 0)]]) == 2

@@ -9,17 +9,18 @@ command with its own input file (SPMD). A command's input is a file only this pa
 side wrote; an output is written only by the parties MPyC revealed it to.
 
 A socket meter wraps MPyC's connection objects: bytes and messages sent and received
-per peer, and rounds, counted as the times this party starts sending again after it
-has received (MPyC runs asynchronously, so this is the party's number of
-send-after-receive turns). With ``capture`` the raw received bytes are kept in a file
-per peer for the harness's transcript checks. ``stop`` shuts MPyC down and writes the
-meter to the stats file.
+per peer, and the order of this party's sends and received messages (MPyC frames),
+which each answer hands back so the harness can compute the causal depth of every
+message across all parties (see ``_pool.causal_rounds``). With ``capture`` the raw
+received bytes are kept in a file per peer for the harness's transcript checks.
+``stop`` shuts MPyC down and writes the meter to the stats file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -36,21 +37,23 @@ class _SocketMeter:
         self.sent: dict[int, int] = {}
         self.received: dict[int, int] = {}
         self.messages: dict[int, int] = {}
-        self.rounds = 0
-        self._received_since_send = True
+        self.events: list[tuple[str, int]] = []
         self._capture_dir = capture_dir
         self._files: dict[int, Any] = {}
 
     def on_send(self, peer: int, n_bytes: int) -> None:
-        if self._received_since_send:
-            self.rounds += 1
-            self._received_since_send = False
+        self.events.append(("s", peer))
         self.sent[peer] = self.sent.get(peer, 0) + n_bytes
         self.messages[peer] = self.messages.get(peer, 0) + 1
 
-    def on_receive(self, peer: int | None, data: bytes) -> None:
+    def take_events(self) -> list[tuple[str, int]]:
+        """Return and forget the sends and receives since the last call."""
+        events, self.events = self.events, []
+        return events
+
+    def on_receive(self, peer: int | None, data: bytes, frames: int) -> None:
         key = -1 if peer is None else peer
-        self._received_since_send = True
+        self.events.extend([("r", key)] * frames)
         self.received[key] = self.received.get(key, 0) + len(data)
         if self._capture_dir is not None:
             handle = self._files.get(key)
@@ -65,7 +68,6 @@ class _SocketMeter:
             "sent": {str(k): v for k, v in self.sent.items()},
             "received": {str(k): v for k, v in self.received.items()},
             "messages": {str(k): v for k, v in self.messages.items()},
-            "rounds": self.rounds,
         }
 
 
@@ -85,8 +87,21 @@ def _install_meter(meter: _SocketMeter) -> None:
 
     def metered_received(self: Any, data: bytes) -> None:
         data = bytes(data)
+        known = self.peer_pid
+        pending = bytes(self.bytes) + data
         data_received(self, data)  # a server learns its client's id from the first bytes
-        meter.on_receive(self.peer_pid, data)
+        consumed = len(pending) - len(self.bytes)
+        offset = 0
+        if known is None and self.peer_pid is not None:  # the client's id and keys
+            runtime = self.runtime
+            keys = 0 if runtime.options.no_prss else runtime._prss_keys_from_peer(self.peer_pid)
+            offset = 2 + keys
+        frames = 0
+        while offset + 12 <= consumed:
+            _, size = struct.unpack_from("<qI", pending, offset)
+            offset += 12 + size
+            frames += 1
+        meter.on_receive(self.peer_pid, data, frames)
 
     def metered_made(self: Any, transport: Any) -> None:
         # the client's first bytes (its id and pseudorandom-sharing keys) bypass send()
@@ -209,10 +224,10 @@ class _Party:
         return None if out is None else np.array([int(v) for v in out], dtype=object)
 
     # -- loop ------------------------------------------------------------------------
-    def serve(self, commands: Any, answer: Any) -> None:
+    def serve(self, commands: Any, answer: Any, meter: _SocketMeter) -> None:
         mpc = self.mpc
         mpc.run(mpc.start())
-        answer({"ready": True})
+        answer({"ready": True, "events": meter.take_events()})
         for line in commands:
             cmd = json.loads(line)
             if cmd["op"] == "stop":
@@ -220,7 +235,7 @@ class _Party:
             result = mpc.run(getattr(self, cmd["op"])(cmd))
             if result is not None:
                 np.save(cmd["output"], result, allow_pickle=True)
-            answer({"done": cmd["op"], "output": result is not None})
+            answer({"done": cmd["op"], "output": result is not None, "events": meter.take_events()})
         mpc.run(mpc.shutdown())
 
 
@@ -247,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         reply.write(json.dumps(message) + "\n")
 
     try:
-        party.serve(sys.stdin, answer)
+        party.serve(sys.stdin, answer, meter)
     finally:
         Path(config["stats"]).write_text(json.dumps(meter.close()))
     return 0
