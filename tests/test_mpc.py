@@ -17,6 +17,7 @@ from pets.api import PartyFailure
 from pets.backends.federated import FedAvg
 from pets.backends.mpc import Mpyc, _pool
 from pets.leakage import evaluate_leakage
+from pets.report import scorecard, scorecard_text
 from pets.scenarios import build_problem, load_scenario
 from pets.session import Session
 from pets.tasks import TASK_KINDS
@@ -190,6 +191,9 @@ def test_records_carry_per_party_traffic_and_modelled_network_time(
     assert net["wan"]["modelled_s"] > net["lan"]["modelled_s"] > net["loopback"]["modelled_s"]
     assert net["hscn"]["latency_ms"] == 8.0
     assert frame.iloc[0]["status"] == "ok"
+    card = scorecard(frame)["multi_site_prevalence"].iloc[0]
+    assert card["wan_s"] == pytest.approx(net["wan"]["modelled_s"])
+    assert "WAN time" in scorecard_text(frame)
 
 
 def test_causal_rounds_follow_happened_before():

@@ -17,6 +17,7 @@ _COLUMNS = [
     "primary",
     "value",
     "wall_s",
+    "wan_s",
     "bytes",
     "rounds",
     "worst_risk",
@@ -52,6 +53,7 @@ def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "primary": name,
                 "value": value,
                 "wall_s": r.get("cost.wall_s"),
+                "wan_s": _modelled(r.get("cost.network"), "wan"),
                 "bytes": r.get("cost.bytes_total"),
                 "rounds": r.get("cost.rounds"),
                 "worst_risk": r.get("leakage.worst_residual_risk"),
@@ -69,6 +71,7 @@ def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
             primary=("primary", "first"),
             value=("value", lambda s: pd.to_numeric(s, errors="coerce").mean()),
             wall_s=("wall_s", lambda s: pd.to_numeric(s, errors="coerce").mean()),
+            wan_s=("wan_s", lambda s: pd.to_numeric(s, errors="coerce").mean()),
             bytes=("bytes", lambda s: pd.to_numeric(s, errors="coerce").mean()),
             rounds=("rounds", lambda s: pd.to_numeric(s, errors="coerce").max()),
             worst_risk=("worst_risk", lambda s: pd.to_numeric(s, errors="coerce").max()),
@@ -78,6 +81,13 @@ def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
         )
         out[str(scenario)] = agg.reset_index()
     return out
+
+
+def _modelled(network: Any, profile: str) -> float:
+    """Modelled seconds on ``profile`` from a record's ``cost.network`` (JSON text)."""
+    if not isinstance(network, str):
+        return float("nan")
+    return json.loads(network).get(profile, {}).get("modelled_s", float("nan"))
 
 
 def _union_of_flags(values: pd.Series) -> str:
@@ -112,6 +122,7 @@ def _rows(table: pd.DataFrame) -> list[list[str]]:
                 label,
                 accuracy,
                 _fmt(r["wall_s"], "time"),
+                _fmt(r["wan_s"], "time"),
                 _fmt(r["bytes"], "bytes"),
                 _fmt(r["rounds"], "int"),
                 _fmt(r["worst_risk"], "num"),
@@ -121,7 +132,16 @@ def _rows(table: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-_HEADER = ["backend", "accuracy (primary)", "time", "bytes", "rounds", "worst risk", "flags"]
+_HEADER = [
+    "backend",
+    "accuracy (primary)",
+    "time",
+    "WAN time",
+    "bytes",
+    "rounds",
+    "worst risk",
+    "flags",
+]
 
 
 def scorecard_text(frame: pd.DataFrame) -> str:
@@ -146,7 +166,9 @@ def markdown_report(frame: pd.DataFrame, *, title: str = "PETs Sandbox run") -> 
         "",
         "Every figure below was computed by the harness from the run's records: accuracy "
         "against the plaintext reference answer, cost measured by the session and the "
-        "cell's process, leakage from attacks on what each party observed. "
+        "cell's process, leakage from attacks on what each party observed. `time` is "
+        "measured on this machine; `WAN time` is the same run modelled between sites 50 ms "
+        "and 100 Mbit/s apart (see docs/network.md for the formula). "
         "`worst risk` is the highest residual risk of any attack (0 = no better than the "
         "control, 1 = complete). `flags` name what the attacks found (`exposes_inputs`: "
         "another party's raw values readable in a party's received bytes) and any "
