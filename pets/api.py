@@ -93,6 +93,9 @@ class Claim:
         What one neighbouring change adds or removes (``"patient"``).
     neighbouring : str or None
         Neighbouring relation for a DP claim (``"add-remove"`` or ``"substitute"``).
+    accountant : str or None
+        How a DP claim's budget is accounted (``"basic sequential composition"``,
+        ``"zCDP"``).
     security_bits : int or None
         Computational security level of the cryptography, in bits.
     security_model : SecurityModel
@@ -113,6 +116,7 @@ class Claim:
     delta: float | None = None
     privacy_unit: str = "patient"
     neighbouring: str | None = None
+    accountant: str | None = None
     security_bits: int | None = None
     security_model: SecurityModel = SecurityModel.NONE
     collusion_threshold: int | None = None

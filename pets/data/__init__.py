@@ -13,7 +13,7 @@ from pets.data.cohort import (
     nhs_number_is_valid,
 )
 from pets.data.partition import split_by_column, split_catchment, split_holdout, split_overlap
-from pets.data.real import REAL_DATASETS, load_real_dataset
+from pets.data.real import REAL_DATASETS, REAL_RANGES, load_real_dataset
 
 __all__ = [
     "AGE_BANDS",
@@ -24,6 +24,7 @@ __all__ = [
     "NATIONS",
     "QUASI_IDENTIFIERS",
     "REAL_DATASETS",
+    "REAL_RANGES",
     "generate_cohort",
     "load_real_dataset",
     "nhs_check_digit",

@@ -144,6 +144,14 @@ COLUMN_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
         "systolic_bp": (70.0, 250.0),
         "admissions_prior_year": (0.0, 30.0),
         "deprivation_decile": (1.0, 10.0),
+        # 0/1 condition flags
+        "t2_diabetes": (0.0, 1.0),
+        "asthma": (0.0, 1.0),
+        "copd": (0.0, 1.0),
+        "chd": (0.0, 1.0),
+        "hypertension": (0.0, 1.0),
+        "cancer": (0.0, 1.0),
+        "readmitted_30d": (0.0, 1.0),
     }
 )
 

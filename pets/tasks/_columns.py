@@ -37,10 +37,11 @@ DERIVED_FEATURES: Mapping[str, tuple[str, str]] = MappingProxyType(
 
 
 def public_ranges() -> Mapping[str, tuple[float, float]]:
-    """Return the public clinical bounds of numeric cohort columns (never data-derived)."""
-    from pets.data import COLUMN_RANGES
+    """Return the public bounds of numeric columns of the cohort and of the real data
+    sets (never data-derived)."""
+    from pets.data import COLUMN_RANGES, REAL_RANGES
 
-    return COLUMN_RANGES
+    return {**COLUMN_RANGES, **REAL_RANGES}
 
 
 def column_domain(column: str, frames: Sequence[pd.DataFrame]) -> tuple[Any, ...]:

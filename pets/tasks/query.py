@@ -159,6 +159,7 @@ def _relative_error(got: Answer, truth: float | np.ndarray, kind: str) -> float:
         g = np.asarray(got, dtype=float)
         if g.shape != t.shape:
             raise ValueError(f"histogram answer has shape {g.shape}, expected {t.shape}")
+        g = np.where(np.isnan(g), 0.0, g)  # a withheld bin counts as all its patients missed
         return float(np.abs(g - t).sum() / max(t.sum(), 1.0))
     got_f, truth_f = float(got), float(truth)  # type: ignore[arg-type]
     if np.isnan(truth_f):

@@ -1,0 +1,80 @@
+"""OpenDP building blocks shared by the DP backends.
+
+Every statistic is an OpenDP transformation from the party's own table (a pandas
+DataFrame, under the symmetric distance: one patient added or removed) to a vector,
+with a stability stated from public bounds only; a measurement chains it with
+OpenDP's Laplace or Gaussian noise, calibrated by OpenDP to the privacy loss asked for.
+The transformation runs the statistic on the table; OpenDP samples the noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["compositor", "gaussian_noise", "laplace_release", "opendp", "statistic"]
+
+
+def opendp() -> Any:
+    """Return ``opendp.prelude`` with the features these backends use enabled.
+
+    ``honest-but-curious`` is needed for the table-to-vector transformations, whose
+    stability is stated here from public bounds (a filter or group-by moves one
+    patient's row into at most one cell).
+    """
+    import opendp.prelude as dp
+
+    dp.enable_features("contrib", "honest-but-curious")
+    return dp
+
+
+def _frames(dp: Any) -> Any:
+    return dp.user_domain("PandasDataFrame", lambda x: isinstance(x, pd.DataFrame))
+
+
+def statistic(fn: Callable[[pd.DataFrame], np.ndarray], sensitivity: float) -> Any:
+    """A transformation from a table to a float vector whose L1 distance grows by at
+    most ``sensitivity`` per patient added or removed."""
+    dp = opendp()
+    return dp.t.make_user_transformation(
+        _frames(dp),
+        dp.symmetric_distance(),
+        dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+        dp.l1_distance(T=float),
+        lambda frame: np.array(fn(frame), dtype=np.float64),  # a writable copy
+        lambda d_in: float(d_in) * float(sensitivity),
+    )
+
+
+def laplace_release(transformation: Any, epsilon: float) -> Any:
+    """Chain ``transformation`` with Laplace noise calibrated to ``epsilon``-DP for one
+    patient added or removed."""
+    dp = opendp()
+    scale = dp.binary_search_param(
+        lambda s: transformation >> dp.m.then_laplace(s), d_in=1, d_out=float(epsilon)
+    )
+    return transformation >> dp.m.then_laplace(scale)
+
+
+def compositor(epsilons: list[float]) -> Any:
+    """OpenDP's adaptive sequential compositor over a table: it answers one measurement
+    per entry of ``epsilons`` (each at most that loss) and refuses any more."""
+    dp = opendp()
+    return dp.c.make_adaptive_composition(
+        _frames(dp), dp.symmetric_distance(), dp.max_divergence(), d_in=1, d_mids=epsilons
+    )
+
+
+def gaussian_noise(length: int, scale: float) -> np.ndarray:
+    """Sample ``length`` independent Gaussian noise values of standard deviation
+    ``scale`` with OpenDP's sampler (added to a zero vector)."""
+    dp = opendp()
+    measurement = dp.m.make_gaussian(
+        dp.vector_domain(dp.atom_domain(T=float, nan=False), size=length),
+        dp.l2_distance(T=float),
+        float(scale),
+    )
+    return np.asarray(measurement(np.zeros(length).tolist()), dtype=np.float64)

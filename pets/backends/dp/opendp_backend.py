@@ -1,0 +1,248 @@
+"""``opendp``: differentially private aggregates and query answering with OpenDP.
+
+The data holder (or custodian) computes each statistic on its own rows and releases it
+through an OpenDP measurement; only noisy values leave it. Bounds come from the public
+column ranges (``pets.data.COLUMN_RANGES``), never from the data; values outside them
+are clamped before summing.
+
+- ``aggregate``: every patient falls in one cell, so each statistic vector over the
+  cell grid (counts; clamped sums of each measured column) has L1 sensitivity 1 or the
+  column's largest absolute bound. Each data holder spends ``epsilon`` on its own
+  patients (split equally across the statistic vectors), so the recipient's table is
+  ``epsilon``-DP for every patient (parallel composition across holders). Means are
+  noisy sum over noisy count, clamped to the column's bounds.
+- ``query``: the custodian answers the researcher's workload through OpenDP's adaptive
+  sequential compositor, set up for ``floor(epsilon / query_epsilon)`` queries of
+  ``query_epsilon`` each; it refuses every query past the budget, and the refusal is
+  recorded as an unanswered query. A mean spends half its share on the sum and half
+  on the count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pets.api import (
+    AggregateOutput,
+    Backend,
+    Capabilities,
+    Claim,
+    PetClass,
+    QueryOutput,
+    Task,
+    UnsupportedTask,
+)
+from pets.backends.dp._opendp import compositor, laplace_release, opendp, statistic
+from pets.session import Session
+from pets.tasks import finish_means, local_aggregate, public_ranges, sums_from_vector
+from pets.wire import pack, unpack
+
+__all__ = ["OpenDP", "aggregate_measurements", "query_measurement"]
+
+
+def _bounds(column: str) -> tuple[float, float]:
+    ranges = public_ranges()
+    if column not in ranges:
+        raise UnsupportedTask(
+            f"opendp needs public bounds for column {column!r}; it has none "
+            "(pets.data.COLUMN_RANGES)"
+        )
+    lo, hi = ranges[column]
+    return float(lo), float(hi)
+
+
+def _clamped(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return frame.assign(**{c: frame[c].astype(np.float64).clip(*_bounds(c)) for c in columns})
+
+
+def aggregate_measurements(task: Task, epsilon: float) -> dict[str, Any]:
+    """Return, per statistic vector of the aggregate (``n`` and ``<column>_sum``), an
+    OpenDP measurement from a holder's table to that noisy vector; together they spend
+    ``epsilon``."""
+    columns = sorted({m["column"] for m in task.params["measures"]})
+    share = epsilon / (1 + len(columns))
+
+    def vector(name: str) -> Any:
+        return lambda frame: local_aggregate(_clamped(frame, columns), task)[name].to_numpy()
+
+    out = {"n": laplace_release(statistic(vector("n"), 1.0), share)}
+    for column in columns:
+        lo, hi = _bounds(column)
+        sensitivity = max(abs(lo), abs(hi))
+        out[f"{column}_sum"] = laplace_release(
+            statistic(vector(f"{column}_sum"), sensitivity), share
+        )
+    return out
+
+
+def query_measurement(query: Mapping[str, Any], epsilon: float) -> Any:
+    """Return an OpenDP measurement answering one workload query at ``epsilon``."""
+    dp = opendp()
+
+    def rows(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.query(query["filter"]) if query.get("filter") else frame
+
+    kind = query["kind"]
+    if kind == "count":
+        return laplace_release(statistic(lambda f: [float(len(rows(f)))], 1.0), epsilon)
+    if kind == "histogram":
+        if "categories" in query:
+            categories = list(query["categories"])
+
+            def counts(frame: pd.DataFrame) -> np.ndarray:
+                values = rows(frame)[query["column"]].astype(str).value_counts()
+                return np.array([float(values.get(c, 0)) for c in categories])
+        else:
+            lo, hi = query["range"]
+            bins = query["bins"]
+
+            def counts(frame: pd.DataFrame) -> np.ndarray:
+                x = np.clip(rows(frame)[query["column"]].to_numpy(dtype=float), lo, hi)
+                codes = np.minimum(((x - lo) / (hi - lo) * bins).astype(np.int64), bins - 1)
+                return np.bincount(codes, minlength=bins).astype(float)
+
+        return laplace_release(statistic(counts, 1.0), epsilon)
+    column = query["column"]
+    lo, hi = _bounds(column)
+
+    def total(frame: pd.DataFrame) -> list[float]:
+        return [float(rows(frame)[column].astype(float).clip(lo, hi).sum())]
+
+    sensitivity = max(abs(lo), abs(hi))
+    if kind == "sum":
+        return laplace_release(statistic(total, sensitivity), epsilon)
+    # mean: a noisy sum and a noisy count, half the share each, divided afterwards
+    both = dp.c.make_composition(
+        [
+            laplace_release(statistic(total, sensitivity), epsilon / 2),
+            laplace_release(statistic(lambda f: [float(len(rows(f)))], 1.0), epsilon / 2),
+        ]
+    )
+    return both >> dp.new_function(
+        lambda pair: [float(np.clip(pair[0][0] / max(pair[1][0], 1.0), lo, hi))],
+        TO="Vec<f64>",
+    )
+
+
+class OpenDP(Backend):
+    """Differential privacy with OpenDP (Laplace mechanism, pure epsilon-DP).
+
+    Parameters
+    ----------
+    epsilon : float
+        Total privacy loss per patient for the run.
+    query_epsilon : float or None
+        Loss spent per query of a workload; None shares ``epsilon`` equally across the
+        card's queries. A workload that needs more than ``epsilon`` has its later
+        queries refused.
+    """
+
+    def __init__(self, *, epsilon: float = 1.0, query_epsilon: float | None = None) -> None:
+        self.epsilon = epsilon
+        self.query_epsilon = query_epsilon
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Serves aggregate and query; pure epsilon-DP per patient (add/remove)."""
+        if not (isinstance(self.epsilon, int | float) and self.epsilon > 0):
+            raise ValueError(f"epsilon must be > 0, got {self.epsilon!r}")
+        if self.query_epsilon is not None and not self.query_epsilon > 0:
+            raise ValueError(f"query_epsilon must be > 0, got {self.query_epsilon!r}")
+        return Capabilities(
+            task_kinds=frozenset({"aggregate", "query"}),
+            pet_class=PetClass.DP,
+            claim=Claim(
+                epsilon=float(self.epsilon),
+                delta=0.0,
+                privacy_unit="patient",
+                neighbouring="add-remove",
+                accountant="basic sequential composition (OpenDP adaptive compositor); "
+                "parallel across disjoint holders and cells",
+                declared_leakage=("output",),
+                formal=True,
+                notes="Bounds are public clinical ranges; values outside are clamped. "
+                "The data holder computes on its own rows and sees them in the clear.",
+            ),
+            extra="dp",
+        )
+
+    def run(self, task: Task, session: Session) -> Any:
+        """Answer ``task`` with noisy releases."""
+        self.capabilities  # noqa: B018  (validates the parameters)
+        if task.kind == "aggregate":
+            return self._aggregate(task, session)
+        if task.kind == "query":
+            return self._query(task, session)
+        raise UnsupportedTask(f"opendp serves aggregate and query, not {task.kind}")
+
+    def _aggregate(self, task: Task, session: Session) -> AggregateOutput:
+        holders = task.parties_with_role("data_holder")
+        with session.phase("setup"):
+            measurements = aggregate_measurements(task, self.epsilon)
+        for holder in holders:
+            with session.as_party(holder) as party:
+                with session.phase("compute"):
+                    noisy = {name: m(party.data) for name, m in measurements.items()}
+                party.send(task.recipient, pack(pd.DataFrame(noisy)), tag="noisy-table")
+        with session.as_party(task.recipient) as party:
+            tables = [unpack(party.receive(h, tag="noisy-table")) for h in holders]
+            with session.phase("compute"):
+                total = sum(t.to_numpy() for t in tables)
+                sums = sums_from_vector(np.asarray(total).ravel(), task)
+                counts = sums["n"].clip(lower=0.0)
+                # a noisy count can be 0 or negative: divide by at least one patient
+                table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
+                table["n"] = counts
+                out = AggregateOutput(_clamped_means(table, task))
+            party.reveal("table", out)
+        return out
+
+    def _query(self, task: Task, session: Session) -> QueryOutput:
+        (custodian,) = [n for n in task.party_names if n != task.recipient]
+        queries = list(task.params["queries"])
+        per_query = self.query_epsilon or self.epsilon / len(queries)
+        affordable = math.floor(self.epsilon / per_query + 1e-9)
+        with session.as_party(task.recipient) as party:
+            party.send(custodian, pack(queries), tag="workload")
+        with session.as_party(custodian) as party:
+            workload = unpack(party.receive(task.recipient, tag="workload"))
+            answers: list[Any] = []
+            with session.phase("compute"):
+                accountant = compositor([per_query] * affordable)(party.data)
+                for query in workload:
+                    if len(answers) >= affordable:
+                        answers.append(None)  # refused: it would overspend the budget
+                        continue
+                    value = accountant(query_measurement(query, per_query))
+                    answers.append(value if query["kind"] == "histogram" else value[0])
+            party.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
+        with session.as_party(task.recipient) as party:
+            received = unpack(party.receive(custodian, tag="answers"))
+            out = QueryOutput(tuple(_from_json(a) for a in received))
+            party.reveal("answers", out)
+        return out
+
+
+def _clamped_means(table: pd.DataFrame, task: Task) -> pd.DataFrame:
+    for measure in task.params["measures"]:
+        name = f"{measure['column']}_{measure['stat']}"
+        if measure["stat"] == "mean" and name in table:
+            table[name] = table[name].clip(*_bounds(measure["column"]))
+    return table
+
+
+def _jsonable(answer: Any) -> Any:
+    if answer is None:
+        return None
+    return [float(v) for v in answer] if isinstance(answer, list | np.ndarray) else float(answer)
+
+
+def _from_json(answer: Any) -> Any:
+    if answer is None:
+        return None
+    return np.asarray(answer, dtype=float) if isinstance(answer, list) else float(answer)
