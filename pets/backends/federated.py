@@ -4,21 +4,32 @@ Each round the aggregator sends the global weights to every trust; each trust ru
 ``local_steps`` full-batch gradient steps on its own rows (L2-penalised logistic loss)
 and contributes ``n_k · w_k`` and ``n_k``; the sums give the new global weights
 ``Σ n_k w_k / Σ n_k``. With plain aggregation the aggregator sees each trust's update;
-with secure aggregation (see :mod:`pets.backends.he`) it sees only the sum.
+with secure aggregation (see :mod:`pets.backends.he`, :mod:`pets.backends.mpc`, and
+``fedavg-secagg`` here, which runs the rounds on one of them) it sees only the sum.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from pets.api import Backend, Capabilities, Claim, LogisticModel, PetClass, Task
+from pets.api import (
+    Backend,
+    Capabilities,
+    Claim,
+    LogisticModel,
+    PetClass,
+    SecurityModel,
+    Task,
+    UnsupportedTask,
+)
 from pets.session import PartyView, Session
 from pets.tasks import design_matrix, labels
 from pets.wire import pack, unpack
 
-__all__ = ["FedAvg", "federated_averaging", "local_update"]
+__all__ = ["FedAvg", "FedAvgSecAgg", "federated_averaging", "local_update"]
 
 #: aggregate(contribution, holders) -> summed vector, as the aggregator learns it.
 Aggregation = Callable[[Callable[[PartyView], np.ndarray], Sequence[str]], np.ndarray]
@@ -99,8 +110,8 @@ class FedAvg(Backend):
         self,
         *,
         rounds: int = 30,
-        local_steps: int = 5,
-        learning_rate: float = 1.0,
+        local_steps: int = 10,
+        learning_rate: float = 4.0,
         l2: float = 1e-4,
     ) -> None:
         self.rounds = rounds
@@ -143,3 +154,78 @@ class FedAvg(Backend):
             learning_rate=self.learning_rate,
             l2=self.l2,
         )
+
+
+#: Secure-aggregation backends fedavg-secagg can run on: name -> (module, class, extra).
+_SECURE_SUMS = {
+    "mpyc": ("pets.backends.mpc", "Mpyc", "mpc"),
+    "paillier": ("pets.backends.he.paillier", "Paillier", "he"),
+    "tenseal-ckks": ("pets.backends.he.ckks", "TensealCKKS", "he"),
+}
+
+
+class FedAvgSecAgg(Backend):
+    """Federated averaging with secure aggregation of the updates.
+
+    Parameters
+    ----------
+    via : {"mpyc", "paillier", "tenseal-ckks"}
+        The secure-aggregation backend.
+    rounds, local_steps, learning_rate, l2
+        As for ``fedavg``.
+    """
+
+    def __init__(
+        self,
+        *,
+        via: str = "mpyc",
+        rounds: int = 30,
+        local_steps: int = 10,
+        learning_rate: float = 4.0,
+        l2: float = 1e-4,
+    ) -> None:
+        self.via = via
+        self.rounds = rounds
+        self.local_steps = local_steps
+        self.learning_rate = learning_rate
+        self.l2 = l2
+
+    def _secure(self) -> Backend:
+        if self.via not in _SECURE_SUMS:
+            raise ValueError(f"via {self.via!r}; allowed: {', '.join(_SECURE_SUMS)}")
+        module, name, extra = _SECURE_SUMS[self.via]
+        try:
+            cls: Callable[..., Backend] = getattr(importlib.import_module(module), name)
+        except ImportError as exc:
+            raise UnsupportedTask(
+                f"fedavg-secagg via {self.via} needs the {extra!r} extra: {exc}"
+            ) from None
+        return cls(
+            rounds=self.rounds,
+            local_steps=self.local_steps,
+            learning_rate=self.learning_rate,
+            l2=self.l2,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Serves ``train``; the claim is the secure-aggregation backend's."""
+        if self.via not in _SECURE_SUMS:
+            raise ValueError(f"via {self.via!r}; allowed: {', '.join(_SECURE_SUMS)}")
+        try:
+            claim = self._secure().capabilities.claim
+        except UnsupportedTask:
+            claim = Claim(security_model=SecurityModel.SEMI_HONEST, formal=True)
+        return Capabilities(
+            task_kinds=frozenset({"train"}),
+            pet_class=PetClass.FEDERATED,
+            claim=claim,
+            needs_processes=self.via == "mpyc",
+            extra=_SECURE_SUMS[self.via][2],
+        )
+
+    def run(self, task: Task, session: Session) -> LogisticModel:
+        """Train; each round's sum of updates runs on the secure backend."""
+        if task.kind != "train":
+            raise UnsupportedTask(f"fedavg-secagg serves train, not {task.kind}")
+        return self._secure().run(task, session)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["markdown_report", "scorecard", "scorecard_text"]
+__all__ = ["markdown_report", "scorecard", "scorecard_text", "utility_curves"]
 
 _COLUMNS = [
     "backend",
@@ -88,6 +88,69 @@ def _modelled(network: Any, profile: str) -> float:
     if not isinstance(network, str):
         return float("nan")
     return json.loads(network).get(profile, {}).get("modelled_s", float("nan"))
+
+
+def utility_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the privacy-utility curves of a run: for every scenario and backend run at
+    more than one ``epsilon``, the primary metric's mean per epsilon over repeats and
+    seeds, with a 95% confidence interval (Student t; none from a single run).
+
+    Columns: ``scenario``, ``backend``, ``epsilon``, ``primary``, ``mean``, ``ci_low``,
+    ``ci_high``, ``runs``.
+    """
+    from scipy import stats
+
+    rows = []
+    if frame.empty:
+        return pd.DataFrame(rows)
+    for _, r in frame[frame["status"] == "ok"].iterrows():
+        params = json.loads(r["params"]) if isinstance(r.get("params"), str) else {}
+        if "epsilon" not in params:
+            continue
+        name, value = _primary(r)
+        rest = {k: v for k, v in params.items() if k != "epsilon"}
+        backend = r["backend"] + (
+            f" [{', '.join(f'{k}={v}' for k, v in rest.items())}]" if rest else ""
+        )
+        rows.append(
+            {
+                "scenario": r["scenario"],
+                "backend": backend,
+                "epsilon": float(params["epsilon"]),
+                "primary": name,
+                "value": float(value),
+            }
+        )
+    if not rows:
+        return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    out = []
+    for (scenario, backend, epsilon), group in runs.groupby(
+        ["scenario", "backend", "epsilon"], sort=True
+    ):
+        values = group["value"].to_numpy(dtype=float)
+        mean = float(values.mean())
+        if len(values) > 1:
+            half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1))
+            half /= np.sqrt(len(values))
+            low, high = mean - half, mean + half
+        else:
+            low = high = float("nan")
+        out.append(
+            {
+                "scenario": scenario,
+                "backend": backend,
+                "epsilon": epsilon,
+                "primary": group["primary"].iloc[0],
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "runs": len(values),
+            }
+        )
+    curves = pd.DataFrame(out)
+    swept = curves.groupby(["scenario", "backend"])["epsilon"].transform("nunique") > 1
+    return curves[swept].reset_index(drop=True)
 
 
 def _union_of_flags(values: pd.Series) -> str:
@@ -185,6 +248,28 @@ def markdown_report(frame: pd.DataFrame, *, title: str = "PETs Sandbox run") -> 
         ]
         for row in _rows(table):
             lines.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+        lines.append("")
+    curves = utility_curves(frame)
+    if len(curves):
+        lines += [
+            "## Privacy-utility curves",
+            "",
+            "The primary metric per epsilon: mean over repeats and seeds, with a 95% "
+            "confidence interval (Student t) where there was more than one run.",
+            "",
+            "| scenario | backend | epsilon | metric | mean | 95% CI | runs |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for _, c in curves.iterrows():
+            interval = (
+                "-"
+                if np.isnan(c["ci_low"])
+                else f"{_fmt(c['ci_low'], 'num')} to {_fmt(c['ci_high'], 'num')}"
+            )
+            lines.append(
+                f"| {c['scenario']} | {c['backend']} | {c['epsilon']:g} | {c['primary']} | "
+                f"{_fmt(c['mean'], 'num')} | {interval} | {c['runs']} |"
+            )
         lines.append("")
     if skipped:
         lines.append(

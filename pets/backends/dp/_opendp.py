@@ -9,13 +9,22 @@ The transformation runs the statistic on the table; OpenDP samples the noise.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["compositor", "gaussian_noise", "laplace_release", "opendp", "statistic"]
+__all__ = [
+    "compositor",
+    "gaussian_noise",
+    "laplace_release",
+    "opendp",
+    "statistic",
+    "zcdp_budget",
+    "zcdp_epsilon",
+]
 
 
 def opendp() -> Any:
@@ -78,3 +87,27 @@ def gaussian_noise(length: int, scale: float) -> np.ndarray:
         float(scale),
     )
     return np.asarray(measurement(np.zeros(length).tolist()), dtype=np.float64)
+
+
+def zcdp_epsilon(rho: float, delta: float) -> float:
+    """Epsilon at ``delta`` of a ``rho``-zCDP guarantee, by OpenDP's conversion."""
+    dp = opendp()
+    scale = 1.0 / math.sqrt(2.0 * rho)
+    gaussian = dp.m.make_gaussian(
+        dp.atom_domain(T=float, nan=False), dp.absolute_distance(T=float), scale
+    )
+    return float(dp.c.make_zCDP_to_approxDP(gaussian).map(1.0).epsilon(delta))
+
+
+def zcdp_budget(epsilon: float, delta: float) -> float:
+    """The largest rho whose zCDP guarantee converts to at most (epsilon, delta)."""
+    low, high = 1e-12, 1e3
+    for _ in range(100):
+        middle = math.sqrt(low * high)
+        if zcdp_epsilon(middle, delta) <= epsilon:
+            low = middle
+        else:
+            high = middle
+        if high / low < 1 + 1e-9:
+            break
+    return low

@@ -13,9 +13,9 @@ are clamped before summing.
   noisy sum over noisy count, clamped to the column's bounds.
 - ``query``: the custodian answers the researcher's workload through OpenDP's adaptive
   sequential compositor, set up for ``floor(epsilon / query_epsilon)`` queries of
-  ``query_epsilon`` each; it refuses every query past the budget, and the refusal is
-  recorded as an unanswered query. A mean spends half its share on the sum and half
-  on the count.
+  ``query_epsilon`` each; the compositor refuses every query past the budget, and the
+  refusal is recorded as an unanswered query (never answered, never noised). A mean
+  spends half its share on the sum and half on the count.
 """
 
 from __future__ import annotations
@@ -203,6 +203,8 @@ class OpenDP(Backend):
         return out
 
     def _query(self, task: Task, session: Session) -> QueryOutput:
+        from opendp.mod import OpenDPException
+
         (custodian,) = [n for n in task.party_names if n != task.recipient]
         queries = list(task.params["queries"])
         per_query = self.query_epsilon or self.epsilon / len(queries)
@@ -215,10 +217,13 @@ class OpenDP(Backend):
             with session.phase("compute"):
                 accountant = compositor([per_query] * affordable)(party.data)
                 for query in workload:
-                    if len(answers) >= affordable:
-                        answers.append(None)  # refused: it would overspend the budget
+                    try:
+                        value = accountant(query_measurement(query, per_query))
+                    except OpenDPException as exc:
+                        if "out of queries" not in str(exc):
+                            raise
+                        answers.append(None)  # the accountant refused: over budget
                         continue
-                    value = accountant(query_measurement(query, per_query))
                     answers.append(value if query["kind"] == "histogram" else value[0])
             party.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
         with session.as_party(task.recipient) as party:

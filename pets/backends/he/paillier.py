@@ -52,8 +52,8 @@ class Paillier(HomomorphicBackend):
         slot_bits: int = 64,
         pack: bool = True,
         rounds: int = 30,
-        local_steps: int = 5,
-        learning_rate: float = 1.0,
+        local_steps: int = 10,
+        learning_rate: float = 4.0,
         l2: float = 1e-4,
     ) -> None:
         self.n_length = n_length

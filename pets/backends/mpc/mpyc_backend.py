@@ -108,8 +108,8 @@ class Mpyc(Backend):
         step_timeout_s: float = 900.0,
         max_pairs: int = 5_000_000,
         rounds: int = 30,
-        local_steps: int = 5,
-        learning_rate: float = 1.0,
+        local_steps: int = 10,
+        learning_rate: float = 4.0,
         l2: float = 1e-4,
     ) -> None:
         self.parties = parties

@@ -1,0 +1,124 @@
+"""``mpyc+opendp``: a differentially private aggregate whose noise no single party
+removes.
+
+The aggregate is computed by MPyC as in ``mpyc``, and every MPC party also secret-shares
+a Gaussian noise vector it samples with OpenDP. Any coalition of up to ``t`` parties
+knows only its own noise, so the honest parties' noise alone must carry the guarantee:
+each of the ``m`` parties adds variance ``sigma**2 / (m - t)``. The recipient learns only
+the noisy totals; nobody, not even the data holders together with up to ``t - 1``
+others, sees an exact total. Each statistic vector (counts, and the clamped sums of each
+measured column) gets an equal share of the zCDP budget, with its L2 sensitivity from
+public bounds; the whole release is (``epsilon``, ``delta``)-DP per patient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from pets.api import AggregateOutput, Capabilities, Claim, PetClass, SecurityModel, Task
+from pets.backends.dp._opendp import gaussian_noise, zcdp_budget
+from pets.backends.dp.opendp_backend import _bounds, _clamped, _clamped_means
+from pets.backends.mpc import Mpyc
+from pets.backends.mpc._pool import PartyPool
+from pets.backends.mpc.mpyc_backend import to_fixed
+from pets.session import Session
+from pets.tasks import finish_means, local_aggregate, sums_from_vector
+from pets.tasks.aggregate import cell_grid
+
+__all__ = ["MpycOpenDP"]
+
+
+class MpycOpenDP(Mpyc):
+    """Secure aggregation with distributed Gaussian noise (MPyC + OpenDP).
+
+    Parameters
+    ----------
+    epsilon, delta : float
+        The recipient's (epsilon, delta)-DP guarantee per patient (add/remove), which
+        also holds against any ``threshold`` colluding parties.
+    parties, threshold, vectorised, fraction_bits, base_port, start_timeout_s,
+    step_timeout_s
+        As for ``mpyc``.
+    """
+
+    def __init__(
+        self,
+        *,
+        epsilon: float = 1.0,
+        delta: float = 1e-6,
+        parties: int = 3,
+        threshold: int = 1,
+        vectorised: bool = True,
+        fraction_bits: int = 32,
+        base_port: int | None = None,
+        start_timeout_s: float = 60.0,
+        step_timeout_s: float = 900.0,
+    ) -> None:
+        super().__init__(
+            parties=parties,
+            threshold=threshold,
+            vectorised=vectorised,
+            fraction_bits=fraction_bits,
+            base_port=base_port,
+            start_timeout_s=start_timeout_s,
+            step_timeout_s=step_timeout_s,
+        )
+        self.epsilon = epsilon
+        self.delta = delta
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Serves ``aggregate``: (epsilon, delta)-DP on top of the MPC claim."""
+        mpc = super().capabilities.claim
+        if not self.epsilon > 0 or not 0 < self.delta < 1:
+            raise ValueError(
+                f"need epsilon > 0 and 0 < delta < 1, got {self.epsilon!r}, {self.delta!r}"
+            )
+        return Capabilities(
+            task_kinds=frozenset({"aggregate"}),
+            pet_class=PetClass.DP,
+            claim=Claim(
+                epsilon=float(self.epsilon),
+                delta=float(self.delta),
+                neighbouring="add-remove",
+                accountant="zCDP, equal shares per statistic, converted by OpenDP",
+                security_model=SecurityModel.SEMI_HONEST,
+                collusion_threshold=mpc.collusion_threshold,
+                declared_leakage=("noisy output", "input sizes"),
+                formal=True,
+                notes="Nobody sees an exact total: the output is DP against the recipient "
+                "and against up to t colluding parties, who know only their own noise.",
+            ),
+            needs_processes=True,
+            extra="dp",
+        )
+
+    def _aggregate(self, task: Task, session: Session, pool: PartyPool) -> AggregateOutput:
+        columns = sorted({m["column"] for m in task.params["measures"]})
+        sensitivities = [1.0] + [max(abs(b) for b in _bounds(c)) for c in columns]
+        with session.phase("setup"):
+            rho = zcdp_budget(self.epsilon, self.delta) / len(sensitivities)
+        # each statistic vector's Gaussian standard deviation, shared by the honest parties
+        sigmas = np.array([s / math.sqrt(2.0 * rho) for s in sensitivities])
+        honest = pool.m - self.threshold
+        cells = len(cell_grid(task))
+        contributions = {}
+        for name in pool.names:
+            with session.as_party(name) as party, session.phase("encode"):
+                noise = np.column_stack(
+                    [gaussian_noise(cells, s / math.sqrt(honest)) for s in sigmas]
+                )
+                if name in task.parties_with_role("data_holder"):
+                    noise += local_aggregate(_clamped(party.data, columns), task).to_numpy()
+                contributions[name] = to_fixed(noise.ravel(), self.fraction_bits)
+        total = self._secure_sum(pool, session, contributions, task.recipient)
+        with session.as_party(task.recipient) as party:
+            sums = sums_from_vector(total, task)
+            counts = sums["n"].clip(lower=0.0)
+            table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
+            table["n"] = counts
+            out = AggregateOutput(_clamped_means(table, task))
+            party.reveal("table", out)
+        return out
