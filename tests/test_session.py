@@ -99,6 +99,7 @@ def test_received_bytes_include_undelivered_messages():
 
 def test_phases_time_wall_and_cpu_without_double_counting():
     s = _session()
+    start = time.perf_counter()
     with s.phase("compute"):
         t = time.process_time()
         while time.process_time() - t < 0.05:
@@ -107,12 +108,15 @@ def test_phases_time_wall_and_cpu_without_double_counting():
             time.sleep(0.1)
     with s.phase("compute"):
         pass
+    elapsed = time.perf_counter() - start
     times = s.phase_times()
     assert times["compute"]["count"] == 2
     assert times["compute"]["cpu_s"] >= 0.04
-    assert times["compute"]["wall_s"] < 0.1  # the inner sleep is not counted here
+    # the inner phase's time is not counted again in the outer one
+    assert times["compute"]["wall_s"] + times["communicate"]["wall_s"] <= elapsed + 1e-6
     assert times["communicate"]["wall_s"] >= 0.09
-    assert times["communicate"]["cpu_s"] < 0.05
+    # process CPU while sleeping is other threads only: less than the wall time
+    assert times["communicate"]["cpu_s"] < times["communicate"]["wall_s"]
     with pytest.raises(ValueError, match="allowed: setup, encode"):
         with s.phase("thinking"):
             pass
