@@ -16,11 +16,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pets.api import Task, UnsupportedTask
+from pets.tasks import public_ranges
+
 __all__ = [
+    "clamp_means",
+    "clamped",
     "compositor",
     "gaussian_noise",
     "laplace_release",
     "opendp",
+    "public_bounds",
     "statistic",
     "zcdp_budget",
     "zcdp_epsilon",
@@ -111,3 +117,29 @@ def zcdp_budget(epsilon: float, delta: float) -> float:
         if high / low < 1 + 1e-9:
             break
     return low
+
+
+def public_bounds(column: str) -> tuple[float, float]:
+    """Return a column's public bounds; refuse a column that has none."""
+    ranges = public_ranges()
+    if column not in ranges:
+        raise UnsupportedTask(
+            f"differential privacy needs public bounds for column {column!r}; it has none "
+            "(pets.data.COLUMN_RANGES)"
+        )
+    lo, hi = ranges[column]
+    return float(lo), float(hi)
+
+
+def clamped(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Return ``frame`` with ``columns`` clamped to their public bounds (as float64)."""
+    return frame.assign(**{c: frame[c].astype(np.float64).clip(*public_bounds(c)) for c in columns})
+
+
+def clamp_means(table: pd.DataFrame, task: Task) -> pd.DataFrame:
+    """Clamp an aggregate's noisy means to their columns' public bounds."""
+    for measure in task.params["measures"]:
+        name = f"{measure['column']}_{measure['stat']}"
+        if measure["stat"] == "mean" and name in table:
+            table[name] = table[name].clip(*public_bounds(measure["column"]))
+    return table

@@ -18,8 +18,13 @@ import math
 import numpy as np
 
 from pets.api import AggregateOutput, Capabilities, Claim, PetClass, SecurityModel, Task
-from pets.backends.dp._opendp import gaussian_noise, zcdp_budget
-from pets.backends.dp.opendp_backend import _bounds, _clamped, _clamped_means
+from pets.backends.dp._opendp import (
+    clamp_means,
+    clamped,
+    gaussian_noise,
+    public_bounds,
+    zcdp_budget,
+)
 from pets.backends.mpc import Mpyc
 from pets.backends.mpc._pool import PartyPool
 from pets.backends.mpc.mpyc_backend import to_fixed
@@ -97,7 +102,7 @@ class MpycOpenDP(Mpyc):
 
     def _aggregate(self, task: Task, session: Session, pool: PartyPool) -> AggregateOutput:
         columns = sorted({m["column"] for m in task.params["measures"]})
-        sensitivities = [1.0] + [max(abs(b) for b in _bounds(c)) for c in columns]
+        sensitivities = [1.0] + [max(abs(b) for b in public_bounds(c)) for c in columns]
         with session.phase("setup"):
             rho = zcdp_budget(self.epsilon, self.delta) / len(sensitivities)
         # each statistic vector's Gaussian standard deviation, shared by the honest parties
@@ -111,7 +116,7 @@ class MpycOpenDP(Mpyc):
                     [gaussian_noise(cells, s / math.sqrt(honest)) for s in sigmas]
                 )
                 if name in task.parties_with_role("data_holder"):
-                    noise += local_aggregate(_clamped(party.data, columns), task).to_numpy()
+                    noise += local_aggregate(clamped(party.data, columns), task).to_numpy()
                 contributions[name] = to_fixed(noise.ravel(), self.fraction_bits)
         total = self._secure_sum(pool, session, contributions, task.recipient)
         with session.as_party(task.recipient) as party:
@@ -119,6 +124,6 @@ class MpycOpenDP(Mpyc):
             counts = sums["n"].clip(lower=0.0)
             table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
             table["n"] = counts
-            out = AggregateOutput(_clamped_means(table, task))
+            out = AggregateOutput(clamp_means(table, task))
             party.reveal("table", out)
         return out

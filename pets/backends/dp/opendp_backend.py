@@ -37,27 +37,20 @@ from pets.api import (
     Task,
     UnsupportedTask,
 )
-from pets.backends.dp._opendp import compositor, laplace_release, opendp, statistic
+from pets.backends.dp._opendp import (
+    clamp_means,
+    clamped,
+    compositor,
+    laplace_release,
+    opendp,
+    public_bounds,
+    statistic,
+)
 from pets.session import Session
-from pets.tasks import finish_means, local_aggregate, public_ranges, sums_from_vector
+from pets.tasks import finish_means, local_aggregate, sums_from_vector
 from pets.wire import pack, unpack
 
 __all__ = ["OpenDP", "aggregate_measurements", "query_measurement"]
-
-
-def _bounds(column: str) -> tuple[float, float]:
-    ranges = public_ranges()
-    if column not in ranges:
-        raise UnsupportedTask(
-            f"opendp needs public bounds for column {column!r}; it has none "
-            "(pets.data.COLUMN_RANGES)"
-        )
-    lo, hi = ranges[column]
-    return float(lo), float(hi)
-
-
-def _clamped(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    return frame.assign(**{c: frame[c].astype(np.float64).clip(*_bounds(c)) for c in columns})
 
 
 def aggregate_measurements(task: Task, epsilon: float) -> dict[str, Any]:
@@ -68,11 +61,11 @@ def aggregate_measurements(task: Task, epsilon: float) -> dict[str, Any]:
     share = epsilon / (1 + len(columns))
 
     def vector(name: str) -> Any:
-        return lambda frame: local_aggregate(_clamped(frame, columns), task)[name].to_numpy()
+        return lambda frame: local_aggregate(clamped(frame, columns), task)[name].to_numpy()
 
     out = {"n": laplace_release(statistic(vector("n"), 1.0), share)}
     for column in columns:
-        lo, hi = _bounds(column)
+        lo, hi = public_bounds(column)
         sensitivity = max(abs(lo), abs(hi))
         out[f"{column}_sum"] = laplace_release(
             statistic(vector(f"{column}_sum"), sensitivity), share
@@ -108,7 +101,7 @@ def query_measurement(query: Mapping[str, Any], epsilon: float) -> Any:
 
         return laplace_release(statistic(counts, 1.0), epsilon)
     column = query["column"]
-    lo, hi = _bounds(column)
+    lo, hi = public_bounds(column)
 
     def total(frame: pd.DataFrame) -> list[float]:
         return [float(rows(frame)[column].astype(float).clip(lo, hi).sum())]
@@ -198,7 +191,7 @@ class OpenDP(Backend):
                 # a noisy count can be 0 or negative: divide by at least one patient
                 table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
                 table["n"] = counts
-                out = AggregateOutput(_clamped_means(table, task))
+                out = AggregateOutput(clamp_means(table, task))
             party.reveal("table", out)
         return out
 
@@ -231,14 +224,6 @@ class OpenDP(Backend):
             out = QueryOutput(tuple(_from_json(a) for a in received))
             party.reveal("answers", out)
         return out
-
-
-def _clamped_means(table: pd.DataFrame, task: Task) -> pd.DataFrame:
-    for measure in task.params["measures"]:
-        name = f"{measure['column']}_{measure['stat']}"
-        if measure["stat"] == "mean" and name in table:
-            table[name] = table[name].clip(*_bounds(measure["column"]))
-    return table
 
 
 def _jsonable(answer: Any) -> Any:
