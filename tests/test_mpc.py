@@ -4,8 +4,8 @@ and failures that leave no process behind."""
 from __future__ import annotations
 
 import json
-import os
 import socket
+import tempfile
 import time
 from pathlib import Path
 
@@ -33,8 +33,9 @@ def _run(backend, card_id, scenario_dir, size):
     return output, reference, kind.score(output, reference, problem), problem, session
 
 
-def _party_processes() -> list[int]:
-    """Live processes running the MPyC party program."""
+def _party_processes(marker: str) -> list[int]:
+    """Live party processes whose files live under ``marker`` (this test's own folder,
+    so parties of anything else running on the machine are not counted)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -44,13 +45,24 @@ def _party_processes() -> list[int]:
             state = (entry / "stat").read_text().split()[2]
         except OSError:
             continue
-        if b"mpc/_party.py" in cmdline and state != "Z":
+        if b"mpc/_party.py" in cmdline and marker.encode() in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
 
 
+@pytest.fixture
+def party_folder(tmp_path, monkeypatch) -> str:
+    """Make party processes, in this process and in workers, keep their files under a
+    folder of this test's own."""
+    folder = tmp_path / "parties"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return str(folder)
+
+
 @pytest.mark.parametrize("vectorised", [True, False], ids=["vectorised", "per-element"])
-def test_aggregate_is_exact(vectorised, scenario_dir):
+def test_aggregate_is_exact(vectorised, scenario_dir, party_folder):
     out, ref, acc, problem, session = _run(
         Mpyc(vectorised=vectorised), "multi_site_prevalence", scenario_dir, 5000
     )
@@ -67,7 +79,7 @@ def test_aggregate_is_exact(vectorised, scenario_dir):
     assert any(a["applicable"] for a in exposure)  # the captured socket bytes were searched
     assert leakage["headline"]["worst_residual_risk"] < 0.05
     assert leakage["flags"] == []
-    assert not _party_processes()
+    assert not _party_processes(party_folder)
 
 
 def test_linkage_finds_exactly_the_matches(scenario_dir):
@@ -106,7 +118,7 @@ def test_threshold_without_honest_majority_is_refused():
         Mpyc(parties=4, threshold=2).capabilities  # noqa: B018
 
 
-def test_port_in_use_gives_a_party_failed_record(tmp_path, registry, scenario_dir):
+def test_port_in_use_gives_a_party_failed_record(tmp_path, registry, scenario_dir, party_folder):
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", 0))
         blocker.listen()
@@ -125,10 +137,10 @@ def test_port_in_use_gives_a_party_failed_record(tmp_path, registry, scenario_di
     assert record["status"] == "party_failed"
     assert f"port {port}" in record["error"]
     assert "already in use" in record["error"]
-    assert not _party_processes()
+    assert not _party_processes(party_folder)
 
 
-def test_party_dying_at_start_stops_every_party(monkeypatch, scenario_dir):
+def test_party_dying_at_start_stops_every_party(monkeypatch, scenario_dir, party_folder):
     # skip the pool's own port check so that a party itself fails to listen
     monkeypatch.setattr(_pool, "_check_port", lambda port, party: None)
     card = load_scenario("multi_site_prevalence", scenario_dir)
@@ -141,10 +153,10 @@ def test_party_dying_at_start_stops_every_party(monkeypatch, scenario_dir):
         backend = Mpyc(base_port=port - 2, start_timeout_s=30)
         with pytest.raises(PartyFailure, match=r"party 2 .* exited with code 1 during start"):
             backend.run(problem.task, session)
-    assert not _party_processes()
+    assert not _party_processes(party_folder)
 
 
-def test_a_cell_timeout_kills_the_party_processes(tmp_path, registry, scenario_dir):
+def test_a_cell_timeout_kills_the_party_processes(tmp_path, registry, scenario_dir, party_folder):
     start = time.monotonic()
     frame = pets.run(
         ["federated_risk_model"],
@@ -160,9 +172,9 @@ def test_a_cell_timeout_kills_the_party_processes(tmp_path, registry, scenario_d
     assert frame.iloc[0]["status"] == "timeout"
     assert time.monotonic() - start < 60
     deadline = time.monotonic() + 10
-    while _party_processes() and time.monotonic() < deadline:
+    while _party_processes(party_folder) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert not _party_processes(), os.getpid()
+    assert not _party_processes(party_folder)
 
 
 def test_records_carry_per_party_traffic_and_modelled_network_time(
@@ -203,3 +215,21 @@ def test_causal_rounds_follow_happened_before():
     assert _pool.causal_rounds([[("s", 2)], [("s", 2)], [("r", 0), ("r", 1)]]) == 1
     # a receive reported before its send is matched once the send is known
     assert _pool.causal_rounds([[("r", 1), ("s", 1)], [("s", 0), ("r", 0)]]) == 2
+
+
+def test_the_process_check_sees_live_parties(party_folder):
+    from pets.tasks import PartyRole
+
+    names = ["a", "b", "c"]
+    session = Session([PartyRole(n, "data_holder") for n in names], {})
+    with _pool.PartyPool(
+        session,
+        names,
+        threshold=1,
+        bit_length=64,
+        base_port=None,
+        start_timeout_s=30,
+        step_timeout_s=30,
+    ):
+        assert len(_party_processes(party_folder)) == 3
+    assert not _party_processes(party_folder)
