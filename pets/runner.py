@@ -13,6 +13,7 @@ import datetime as dt
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -172,6 +173,7 @@ class _Running:
     out_path: Path
     stderr_path: Path
     started: float
+    scratch: Path
     peak_mb: float = 0.0
     killed_for: str | None = None
 
@@ -274,7 +276,12 @@ def _start(cell: Cell, tmp: Path, options: RunOptions) -> _Running:
     out_path = tmp / f"{cell.key}.out.json"
     stderr_path = tmp / f"{cell.key}.stderr"
     spec_path.write_text(json.dumps(cell.spec(options)))
+    # the cell's own scratch folder: whatever its backend writes there (a party's input
+    # files) is removed when the cell ends, however it ends
+    scratch = tmp / f"{cell.key}.scratch"
+    scratch.mkdir(mode=0o700, exist_ok=True)
     env = dict(os.environ)
+    env["TMPDIR"] = str(scratch)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     env.setdefault("OMP_NUM_THREADS", "1")
     with open(stderr_path, "wb") as err:
@@ -286,7 +293,7 @@ def _start(cell: Cell, tmp: Path, options: RunOptions) -> _Running:
             env=env,
             start_new_session=True,
         )
-    return _Running(cell, process, spec_path, out_path, stderr_path, time.monotonic())
+    return _Running(cell, process, spec_path, out_path, stderr_path, time.monotonic(), scratch)
 
 
 def _poll(job: _Running, options: RunOptions) -> Record | None:
@@ -305,7 +312,10 @@ def _poll(job: _Running, options: RunOptions) -> Record | None:
         if job.killed_for is None:
             return None
         job.process.wait()
-    return _collect(job, elapsed, options)
+    try:
+        return _collect(job, elapsed, options)
+    finally:
+        shutil.rmtree(job.scratch, ignore_errors=True)
 
 
 def _collect(job: _Running, elapsed: float, options: RunOptions) -> Record:

@@ -175,6 +175,8 @@ def test_a_cell_timeout_kills_the_party_processes(tmp_path, registry, scenario_d
     while _party_processes(party_folder) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _party_processes(party_folder)
+    # the parties' input files went with the killed cell's scratch folder
+    assert not list(Path(party_folder).rglob("pets-mpc-*"))
 
 
 def test_records_carry_per_party_traffic_and_modelled_network_time(
