@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pets.registry import Registry
+from pets.scenarios import build_problem, load_scenario
+from pets.session import Session
+from pets.tasks import TASK_KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = ROOT / "scenarios"
@@ -43,3 +47,15 @@ def registry() -> Registry:
 def scenario_dir() -> Path:
     """The repository's scenario cards."""
     return SCENARIOS
+
+
+def solve_card(backend: Any, card_id: str, scenario_dir: Path, size: int, seed: int = 0) -> tuple:
+    """Run ``backend`` on one card in a fresh session, in this process; return
+    ``(output, reference, accuracy, problem, session)``."""
+    card = load_scenario(card_id, scenario_dir)
+    problem = build_problem(card, size, seed=seed)
+    session = Session(problem.task.parties, problem.party_data)
+    output = backend.run(problem.task, session)
+    kind = TASK_KINDS[card.kind]
+    reference = kind.reference(problem)
+    return output, reference, kind.score(output, reference, problem), problem, session

@@ -7,6 +7,7 @@ rule), which is recorded as unanswered and scored as a full error.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,7 @@ import pandas as pd
 
 from pets.tasks._base import (
     Accuracy,
+    CardError,
     CardTable,
     PartyRole,
     Problem,
@@ -26,7 +28,17 @@ from pets.tasks._base import (
 )
 from pets.tasks._columns import distinctive_values, public_ranges
 
-__all__ = ["QUERY", "QUERY_KINDS", "Answer", "QueryOutput", "answer_query", "histogram_labels"]
+__all__ = [
+    "QUERY",
+    "QUERY_KINDS",
+    "Answer",
+    "QueryOutput",
+    "answer_query",
+    "histogram_labels",
+    "parse_workload",
+    "relative_error",
+    "workload_columns",
+]
 
 QUERY_KINDS = ("count", "sum", "mean", "histogram")
 
@@ -86,17 +98,35 @@ def answer_query(frame: pd.DataFrame, query: Mapping[str, Any]) -> float | np.nd
     return np.bincount(codes, minlength=query["bins"]).astype(float)
 
 
-def _parse(
-    raw: Mapping[str, Any], source: str, parties: Sequence[PartyRole], columns: Sequence[str]
-) -> dict[str, Any]:
-    table = CardTable(raw, source, "task")
-    names = [p.name for p in parties]
-    recipient = table.get("recipient", str, allowed=names)
+def parse_workload(
+    raw: Any, source: str, prefix: str, columns: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Validate a workload: a list of query tables (``[[task.queries]]`` in a card).
+
+    Parameters
+    ----------
+    raw : list
+        The query tables as read from TOML.
+    source : str
+        The card file, for error messages.
+    prefix : str
+        Dotted path of the list in the card (``task.queries``).
+    columns : sequence of str
+        Columns a query may name.
+
+    Returns
+    -------
+    list of dict
+        One validated query per table, with ``id``, ``kind``, ``filter`` and, by kind,
+        ``column``, ``categories`` or ``bins`` and public ``range``.
+    """
+    if not isinstance(raw, list) or not raw:
+        raise CardError(source, prefix, "needs a list of at least one query table")
     queries = []
     seen: set[str] = set()
     ranges = public_ranges()
-    for i, q in enumerate(table.get("queries", list)):
-        sub = CardTable(q, source, f"task.queries[{i}]")
+    for i, q in enumerate(raw):
+        sub = CardTable(q, source, f"{prefix}[{i}]")
         query: dict[str, Any] = {
             "id": sub.get("id", str, f"q{i}"),
             "kind": sub.get("kind", str, allowed=QUERY_KINDS),
@@ -121,10 +151,46 @@ def _parse(
             raise sub.error(
                 "column", f"{query['column']!r} has no public bounds for a {query['kind']}"
             )
+        unknown = sorted(set(_filter_names(query["filter"])) - set(columns) - _FILTER_WORDS)
+        if unknown:
+            raise sub.error(
+                "filter", f"names unknown columns {unknown}; allowed: {', '.join(columns)}"
+            )
         sub.check_unknown()
         queries.append(query)
-    if not queries:
-        raise table.error("queries", "needs at least one query")
+    return queries
+
+
+#: Words of pandas query syntax that are not column names.
+_FILTER_WORDS = frozenset({"and", "or", "not", "in", "True", "False", "None"})
+
+
+def _filter_names(expression: str) -> list[str]:
+    """Names in a filter expression, with quoted strings removed."""
+    unquoted = re.sub(r"(\"[^\"]*\"|'[^']*')", " ", expression)
+    return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", unquoted)
+
+
+def workload_columns(queries: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Return the columns a workload reads (measured columns and filter columns), in
+    order of first use."""
+    names: dict[str, None] = {}
+    for query in queries:
+        for name in _filter_names(query.get("filter", "")):
+            if name not in _FILTER_WORDS:
+                names[name] = None
+        if "column" in query:
+            names[query["column"]] = None
+    return list(names)
+
+
+def _parse(
+    raw: Mapping[str, Any], source: str, parties: Sequence[PartyRole], columns: Sequence[str]
+) -> dict[str, Any]:
+    table = CardTable(raw, source, "task")
+    names = [p.name for p in parties]
+    recipient = table.get("recipient", str, allowed=names)
+    queries = parse_workload(table.get("queries", list), source, "task.queries", columns)
     table.check_unknown()
     return {"recipient": recipient, "queries": queries}
 
@@ -151,7 +217,9 @@ def _reference(problem: Problem) -> QueryOutput:
     return QueryOutput(tuple(answer_query(frame, q) for q in problem.task.params["queries"]))
 
 
-def _relative_error(got: Answer, truth: float | np.ndarray, kind: str) -> float:
+def relative_error(got: Answer, truth: float | np.ndarray, kind: str) -> float:
+    """Relative error of one answer: a refusal counts 1; a histogram's error is its
+    L1 distance over the true total; a count's or sum's divides by max(|truth|, 1)."""
     if got is None:
         return 1.0
     if kind == "histogram":
@@ -162,8 +230,8 @@ def _relative_error(got: Answer, truth: float | np.ndarray, kind: str) -> float:
         g = np.where(np.isnan(g), 0.0, g)  # a withheld bin counts as all its patients missed
         return float(np.abs(g - t).sum() / max(t.sum(), 1.0))
     got_f, truth_f = float(got), float(truth)  # type: ignore[arg-type]
-    if np.isnan(truth_f):
-        return 0.0 if np.isnan(got_f) else 1.0
+    if np.isnan(truth_f) or np.isnan(got_f):
+        return 0.0 if np.isnan(got_f) and np.isnan(truth_f) else 1.0
     floor = 1e-12 if kind == "mean" else 1.0
     return abs(got_f - truth_f) / max(abs(truth_f), floor)
 
@@ -173,7 +241,7 @@ def _score(output: QueryOutput, reference: QueryOutput, problem: Problem) -> Acc
     if len(output.answers) != len(queries):
         raise ValueError(f"expected {len(queries)} answers, got {len(output.answers)}")
     errors = [
-        _relative_error(got, truth, q["kind"])
+        relative_error(got, truth, q["kind"])
         for got, truth, q in zip(output.answers, reference.answers, queries, strict=True)
     ]
     answered = [e for e, a in zip(errors, output.answers, strict=True) if a is not None]

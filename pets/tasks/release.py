@@ -3,14 +3,19 @@
 Ideal functionality (for utility): the researcher receives a table whose analysis
 columns are distributed like the custodian's. Utility is measured by the harness on
 every release: 1- and 2-way marginal total variation distance, correlation
-difference, and train-on-release / test-on-real AUC against train-on-real.
+difference, train-on-release / test-on-real AUC against train-on-real, and, when the
+card names a query workload (``workload = "<card id>"``, a ``query`` card next to this
+one), the relative error of that workload answered on the release against the same
+workload answered on the custodian's rows.
 """
 
 from __future__ import annotations
 
 import itertools
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from pets.tasks._base import (
     Accuracy,
+    CardError,
     CardTable,
     PartyRole,
     Problem,
@@ -28,6 +34,7 @@ from pets.tasks._base import (
     freeze,
 )
 from pets.tasks._columns import design_matrix, distinctive_values, public_ranges
+from pets.tasks.query import answer_query, parse_workload, relative_error, workload_columns
 from pets.tasks.train import fit_logistic, labels, model_params
 
 __all__ = ["RELEASE", "ReleaseOutput", "discretise"]
@@ -71,8 +78,49 @@ def _parse(
     }
     if params["bins"] < 2:
         raise table.error("bins", f"must be at least 2, got {params['bins']}")
+    workload = table.get("workload", str, "")
+    params["queries"] = (
+        _load_workload(workload, source, columns, params["columns"]) if workload else []
+    )
     table.check_unknown()
     return params
+
+
+def _load_workload(
+    card_id: str, source: str, columns: Sequence[str], released: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Read the query workload of the ``query`` card ``card_id`` found next to ``source``
+    (its queries may name any of the data source's ``columns``); every column it reads
+    must be one of the ``released`` columns."""
+    folder = Path(source).parent
+    path = folder / f"{card_id}.toml"
+    if not path.is_file():
+        cards = sorted(p.stem for p in folder.glob("*.toml"))
+        raise CardError(
+            source, "task.workload", f"no card {card_id!r} in {folder}; allowed: {', '.join(cards)}"
+        )
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise CardError(str(path), "(syntax)", f"not valid TOML: {exc}") from exc
+    if raw.get("kind") != "query":
+        raise CardError(
+            source,
+            "task.workload",
+            f"card {card_id!r} is a {raw.get('kind')!r} card; allowed: query",
+        )
+    queries = parse_workload(
+        raw.get("task", {}).get("queries"), str(path), "task.queries", list(columns)
+    )
+    outside = [c for c in workload_columns(queries) if c not in released]
+    if outside:
+        raise CardError(
+            source,
+            "task.workload",
+            f"the workload of {card_id!r} reads {outside}, which the release does not hold; "
+            f"add them to task.columns",
+        )
+    return queries
 
 
 def _build(params: Mapping[str, Any], parties: Sequence[PartyRole], data: ScenarioData) -> Problem:
@@ -142,6 +190,16 @@ def _score(output: ReleaseOutput, reference: ReleaseOutput, problem: Problem) ->
         return float(roc_auc_score(y_test, model.predict_proba(x_test)))
 
     tstr, trtr = auc_of(rel), auc_of(real)
+    workload: dict[str, float] = {}
+    if params["queries"]:
+        errors = [
+            relative_error(answer_query(rel, q), answer_query(real, q), q["kind"])
+            for q in params["queries"]
+        ]
+        workload = {
+            "workload_median_relative_error": float(np.median(errors)),
+            "workload_max_relative_error": float(np.max(errors)),
+        }
     metrics = {
         "tvd_1way_mean": float(np.mean(one_way)),
         "tvd_1way_max": float(np.max(one_way)),
@@ -152,6 +210,7 @@ def _score(output: ReleaseOutput, reference: ReleaseOutput, problem: Problem) ->
         "trtr_auc": trtr,
         "auc_shortfall": trtr - tstr,
         "released_rows": float(len(rel)),
+        **workload,
     }
     return Accuracy(metrics=metrics, primary="tvd_2way_mean", higher_is_better=False)
 
