@@ -11,9 +11,9 @@ from pets.backends.he.bfv import TensealBFV
 from pets.backends.he.ckks import TensealCKKS
 from pets.backends.he.paillier import Paillier
 from pets.leakage import evaluate_leakage
-from pets.scenarios import build_problem, load_scenario
-from pets.session import Session
-from pets.tasks import TASK_KINDS, design_matrix
+from pets.tasks import design_matrix
+
+from conftest import solve_card
 
 SIZES = {
     "multi_site_prevalence": 20_000,
@@ -23,13 +23,7 @@ SIZES = {
 
 
 def _run(backend, card_id, scenario_dir, size=None):
-    card = load_scenario(card_id, scenario_dir)
-    problem = build_problem(card, size or SIZES[card_id], seed=0)
-    session = Session(problem.task.parties, problem.party_data)
-    output = backend.run(problem.task, session)
-    kind = TASK_KINDS[card.kind]
-    reference = kind.reference(problem)
-    return output, reference, kind.score(output, reference, problem), problem, session
+    return solve_card(backend, card_id, scenario_dir, size or SIZES[card_id])
 
 
 @pytest.mark.parametrize(

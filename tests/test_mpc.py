@@ -20,17 +20,8 @@ from pets.leakage import evaluate_leakage
 from pets.report import scorecard, scorecard_text
 from pets.scenarios import build_problem, load_scenario
 from pets.session import Session
-from pets.tasks import TASK_KINDS
 
-
-def _run(backend, card_id, scenario_dir, size):
-    card = load_scenario(card_id, scenario_dir)
-    problem = build_problem(card, size, seed=0)
-    session = Session(problem.task.parties, problem.party_data)
-    output = backend.run(problem.task, session)
-    kind = TASK_KINDS[card.kind]
-    reference = kind.reference(problem)
-    return output, reference, kind.score(output, reference, problem), problem, session
+from conftest import solve_card
 
 
 def _party_processes(marker: str) -> list[int]:
@@ -63,7 +54,7 @@ def party_folder(tmp_path, monkeypatch) -> str:
 
 @pytest.mark.parametrize("vectorised", [True, False], ids=["vectorised", "per-element"])
 def test_aggregate_is_exact(vectorised, scenario_dir, party_folder):
-    out, ref, acc, problem, session = _run(
+    out, ref, acc, problem, session = solve_card(
         Mpyc(vectorised=vectorised), "multi_site_prevalence", scenario_dir, 5000
     )
     np.testing.assert_array_equal(out.table["n"], ref.table["n"])
@@ -83,7 +74,7 @@ def test_aggregate_is_exact(vectorised, scenario_dir, party_folder):
 
 
 def test_linkage_finds_exactly_the_matches(scenario_dir):
-    _out, ref, acc, _problem, session = _run(
+    _out, ref, acc, _problem, session = solve_card(
         Mpyc(), "trial_recruitment_linkage", scenario_dir, 20_000
     )
     assert ref.cardinality > 0
@@ -96,7 +87,7 @@ def test_linkage_finds_exactly_the_matches(scenario_dir):
 
 
 def test_inference_scores_reach_only_the_provider(scenario_dir):
-    _out, _ref, acc, problem, session = _run(
+    _out, _ref, acc, problem, session = solve_card(
         Mpyc(), "encrypted_supplier_inference", scenario_dir, 4000
     )
     assert acc.metrics["decision_agreement"] == 1.0
@@ -107,8 +98,8 @@ def test_inference_scores_reach_only_the_provider(scenario_dir):
 
 def test_training_equals_plain_federated_averaging(scenario_dir):
     settings = {"rounds": 3, "local_steps": 3}
-    secure, *_ = _run(Mpyc(**settings), "federated_risk_model", scenario_dir, 20_000)
-    plain, *_ = _run(FedAvg(**settings), "federated_risk_model", scenario_dir, 20_000)
+    secure, *_ = solve_card(Mpyc(**settings), "federated_risk_model", scenario_dir, 20_000)
+    plain, *_ = solve_card(FedAvg(**settings), "federated_risk_model", scenario_dir, 20_000)
     np.testing.assert_allclose(secure.coef, plain.coef, atol=1e-6)
     assert secure.intercept == pytest.approx(plain.intercept, abs=1e-6)
 

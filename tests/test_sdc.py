@@ -8,18 +8,12 @@ import pytest
 
 from pets.backends.sdc import SdcKanon, SdcRound, SdcSuppress, suppress_cells
 from pets.data.cohort import IDENTIFIERS
-from pets.scenarios import build_problem, load_scenario
-from pets.session import Session
-from pets.tasks import TASK_KINDS
+
+from conftest import solve_card
 
 
 def _run(backend, card_id, scenario_dir, size):
-    problem = build_problem(load_scenario(card_id, scenario_dir), size, seed=0)
-    session = Session(problem.task.parties, problem.party_data)
-    out = backend.run(problem.task, session)
-    kind = TASK_KINDS[problem.task.kind]
-    reference = kind.reference(problem)
-    return out, reference, kind.score(out, reference, problem), problem
+    return solve_card(backend, card_id, scenario_dir, size)[:4]
 
 
 def test_secondary_suppression_protects_margins():

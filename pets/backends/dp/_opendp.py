@@ -24,11 +24,14 @@ __all__ = [
     "clamped",
     "compositor",
     "gaussian_noise",
+    "gaussian_release",
     "laplace_release",
+    "noisy_max_release",
     "opendp",
     "public_bounds",
     "statistic",
     "zcdp_budget",
+    "zcdp_compositor",
     "zcdp_epsilon",
 ]
 
@@ -50,15 +53,23 @@ def _frames(dp: Any) -> Any:
     return dp.user_domain("PandasDataFrame", lambda x: isinstance(x, pd.DataFrame))
 
 
-def statistic(fn: Callable[[pd.DataFrame], np.ndarray], sensitivity: float) -> Any:
-    """A transformation from a table to a float vector whose L1 distance grows by at
-    most ``sensitivity`` per patient added or removed."""
+def statistic(
+    fn: Callable[[pd.DataFrame], np.ndarray], sensitivity: float, metric: str = "l1"
+) -> Any:
+    """A transformation from a table to a float vector whose distance (``metric``:
+    ``"l1"``, ``"l2"`` or ``"linf"``) grows by at most ``sensitivity`` per patient added
+    or removed."""
     dp = opendp()
+    metrics = {
+        "l1": dp.l1_distance(T=float),
+        "l2": dp.l2_distance(T=float),
+        "linf": dp.linf_distance(T=float),
+    }
     return dp.t.make_user_transformation(
         _frames(dp),
         dp.symmetric_distance(),
         dp.vector_domain(dp.atom_domain(T=float, nan=False)),
-        dp.l1_distance(T=float),
+        metrics[metric],
         lambda frame: np.array(fn(frame), dtype=np.float64),  # a writable copy
         lambda d_in: float(d_in) * float(sensitivity),
     )
@@ -72,6 +83,43 @@ def laplace_release(transformation: Any, epsilon: float) -> Any:
         lambda s: transformation >> dp.m.then_laplace(s), d_in=1, d_out=float(epsilon)
     )
     return transformation >> dp.m.then_laplace(scale)
+
+
+def gaussian_release(transformation: Any, rho: float) -> tuple[Any, float]:
+    """Chain an L2 ``transformation`` with Gaussian noise calibrated to ``rho``-zCDP;
+    return the measurement and the noise standard deviation OpenDP chose."""
+    dp = opendp()
+    scale = dp.binary_search_param(
+        lambda s: transformation >> dp.m.then_gaussian(s), d_in=1, d_out=float(rho)
+    )
+    return transformation >> dp.m.then_gaussian(scale), float(scale)
+
+
+def noisy_max_release(transformation: Any, rho: float) -> Any:
+    """Chain an L-infinity ``transformation`` of scores with OpenDP's report-noisy-max
+    (the exponential mechanism) calibrated to ``rho``-zCDP; it returns the index of the
+    selected score."""
+    dp = opendp()
+    measure = dp.zero_concentrated_divergence()
+    scale = dp.binary_search_param(
+        lambda s: transformation >> dp.m.then_noisy_max(measure, scale=s),
+        d_in=1,
+        d_out=float(rho),
+    )
+    return transformation >> dp.m.then_noisy_max(measure, scale=scale)
+
+
+def zcdp_compositor(rhos: list[float]) -> Any:
+    """OpenDP's adaptive sequential compositor under zCDP: it answers one measurement
+    per entry of ``rhos`` (each at most that rho) and refuses any more."""
+    dp = opendp()
+    return dp.c.make_adaptive_composition(
+        _frames(dp),
+        dp.symmetric_distance(),
+        dp.zero_concentrated_divergence(),
+        d_in=1,
+        d_mids=rhos,
+    )
 
 
 def compositor(epsilons: list[float]) -> Any:

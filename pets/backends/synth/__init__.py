@@ -1,0 +1,1 @@
+"""Synthetic-data backends: a Gaussian copula and differentially private MST."""
