@@ -9,6 +9,7 @@ finish, so an interrupted run loses nothing finished and ``resume`` skips done c
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import json
@@ -18,8 +19,9 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
+from pets.processes import die_with_parent
 from pets.records import Record, ResultStore, cell_key
 from pets.registry import Registry
 from pets.scenarios import Scenario, find_scenarios, load_scenario
@@ -213,7 +216,7 @@ def execute_plan(
             bar.update(1)
     pending = list(todo)
     running: list[_Running] = []
-    with tempfile.TemporaryDirectory(prefix="pets-cells-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pets-cells-") as tmp, _terminate_as_interrupt():
         try:
             while pending or running:
                 while pending and len(running) < max(1, options.jobs):
@@ -236,6 +239,25 @@ def execute_plan(
     store.write_parquet()
     keys = {c.key for c in cells}
     return [r for r in store.read() if r.key in keys]
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While running cells, turn SIGTERM into KeyboardInterrupt so the cleanup runs: the
+    cells' process groups are killed and their scratch folders removed (records already
+    written stay). Only the main thread can install the handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"stopped by signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _unsupported_here(cell: Cell) -> Record | None:
@@ -292,6 +314,7 @@ def _start(cell: Cell, tmp: Path, options: RunOptions) -> _Running:
             stderr=err,
             env=env,
             start_new_session=True,
+            preexec_fn=die_with_parent,  # a runner killed outright takes its cells along
         )
     return _Running(cell, process, spec_path, out_path, stderr_path, time.monotonic(), scratch)
 

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,3 +205,64 @@ def test_unsupported_cells_start_no_process(tmp_path, registry, scenario_dir):
         runner._start = original
     assert [r.status for r in records] == ["unsupported", "unsupported"]
     assert started == []
+
+
+def _workers_under(marker: str) -> list[int]:
+    """Live ``pets.worker`` processes whose spec file lies under ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split()[2]
+        except OSError:
+            continue
+        if b"pets.worker" in argv and any(marker.encode() in a for a in argv) and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
+def test_a_stopped_runner_leaves_no_cell_running(tmp_path, scenario_dir, how):
+    script = (
+        "import pets\n"
+        "from pets.registry import Registry\n"
+        "registry = Registry.from_entry_points()\n"
+        "registry.add('sleeping', 'misbehaving:Sleeping')\n"
+        f"pets.run(['tre_queries'], ['plaintext', 'sleeping'], size=300,"
+        f" out={str(tmp_path / 'run')!r}, registry=registry,"
+        f" scenario_dir={str(scenario_dir)!r}, progress=False)\n"
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {
+        **os.environ,
+        "TMPDIR": str(scratch),
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path]),
+    }
+    runner = subprocess.Popen([sys.executable, "-c", script], env=env)
+    try:
+        journal = tmp_path / "run" / "records.jsonl"
+        deadline = time.monotonic() + 60
+        # wait for the plaintext record, then for the sleeping cell's worker
+        while time.monotonic() < deadline and not (
+            journal.exists()
+            and journal.read_text().count("\n") == 1
+            and _workers_under(str(scratch))
+        ):
+            assert runner.poll() is None, "the runner ended before its sleeping cell started"
+            time.sleep(0.1)
+        assert _workers_under(str(scratch)), "the sleeping cell never started"
+        runner.send_signal(how)
+        runner.wait(timeout=30)
+        deadline = time.monotonic() + 10
+        while _workers_under(str(scratch)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _workers_under(str(scratch)) == []
+    finally:
+        runner.kill()
+    records = ResultStore(tmp_path / "run").read()
+    assert [r.backend for r in records] == ["plaintext"]  # what was written stays
+    if how == signal.SIGTERM:
+        assert not list(scratch.glob("pets-cells-*"))  # cleanup ran

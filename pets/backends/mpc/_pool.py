@@ -12,11 +12,9 @@ process is killed before the error leaves the pool: none is left behind.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -29,18 +27,12 @@ from typing import Any
 import numpy as np
 
 from pets.api import PartyFailure
+from pets.processes import die_with_parent
 from pets.session import Session
 
 __all__ = ["PartyPool", "causal_rounds", "free_ports"]
 
-_PR_SET_PDEATHSIG = 1
 _PARTY_PROGRAM = Path(__file__).with_name("_party.py")
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
-    """Ask Linux to kill this child if the process that started it dies."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
@@ -243,7 +235,7 @@ class PartyPool:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=open(folder / "stderr.txt", "w"),
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
             self._procs.append(proc)
