@@ -52,9 +52,9 @@ def release_columns(task: Task) -> list[str]:
 class TableRelease(Backend):
     """Base class of backends that answer by publishing one table.
 
-    Subclasses implement :meth:`publish`; :meth:`run` carries the table from the
-    custodian to the researcher through the session and, for ``query``, answers the
-    workload on it at the researcher.
+    Subclasses implement :meth:`publish`; :meth:`run` times it as the ``generate``
+    phase, carries the table from the custodian to the researcher through the session
+    and, for ``query``, answers the workload on it at the researcher (``compute``).
     """
 
     #: Task kinds a table release serves.
@@ -80,7 +80,7 @@ class TableRelease(Backend):
         columns = release_columns(task)
         (custodian,) = [n for n in task.party_names if n != task.recipient]
         with session.as_party(custodian) as party:
-            with session.phase("compute"):
+            with session.phase("generate"):
                 table = self.publish(party.data, columns, task)
             party.send(task.recipient, pack(table.reset_index(drop=True)), tag="release")
         with session.as_party(task.recipient) as party:
