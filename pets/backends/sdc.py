@@ -31,11 +31,11 @@ from pets.api import (
     Claim,
     PetClass,
     QueryOutput,
-    ReleaseOutput,
     SecurityModel,
     Task,
     UnsupportedTask,
 )
+from pets.backends.release import TableRelease
 from pets.data.cohort import IDENTIFIERS
 from pets.session import Session
 from pets.tasks import answer_query, finish_means, local_aggregate
@@ -265,7 +265,7 @@ def _ethnicity(values: pd.Series, level: int) -> pd.Series:
     return pd.Series("Any", index=values.index)
 
 
-class SdcKanon(Backend):
+class SdcKanon(TableRelease):
     """A k-anonymous release by generalisation and suppression.
 
     Parameters
@@ -332,21 +332,12 @@ class SdcKanon(Backend):
             table["ethnicity"] = _ethnicity(table["ethnicity"], levels["ethnicity"])
         return table
 
-    def run(self, task: Task, session: Session) -> ReleaseOutput:
-        """Release the analysis columns, k-anonymised; identifiers never leave."""
-        self.capabilities  # noqa: B018
+    def publish(self, frame: pd.DataFrame, columns: list[str], task: Task) -> pd.DataFrame:
+        """Return the analysis columns, k-anonymised; identifiers never leave."""
         if task.kind != "release":
             raise UnsupportedTask(f"sdc-kanon serves release, not {task.kind}")
-        (custodian,) = [n for n in task.party_names if n != task.recipient]
-        columns = [c for c in task.params["columns"] if c not in IDENTIFIERS]
-        with session.as_party(custodian) as party:
-            with session.phase("compute"):
-                released, _ = self.generalise(party.data, columns)
-            party.send(task.recipient, pack(released), tag="release")
-        with session.as_party(task.recipient) as party:
-            out = ReleaseOutput(unpack(party.receive(custodian, tag="release")))
-            party.reveal("release", out)
-        return out
+        released, _ = self.generalise(frame, [c for c in columns if c not in IDENTIFIERS])
+        return released
 
 
 def _jsonable(answer: Any) -> Any:
