@@ -88,7 +88,9 @@ class SynthCopula(TableRelease):
 
         del task
         rng = np.random.default_rng(self.seed)
-        codings = public_codings(frame, columns, bins=2)
+        # the codings only sort columns into continuous and coded ones here: continuous
+        # columns stay numbers, so their bin count plays no part
+        codings = public_codings(frame, columns)
         continuous = [c for c in codings if c.kind == "binned"]
         coded = [c for c in codings if c.kind != "binned"]
         ranges = public_ranges()
