@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Rate", "residual_risk", "wilson_interval"]
+__all__ = ["Rate", "clopper_pearson", "residual_risk", "wilson_interval"]
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float, float]:
@@ -48,3 +48,21 @@ def residual_risk(attack: float, control: float) -> float:
     if control >= 1.0:
         return 0.0
     return min(1.0, max(0.0, (attack - control) / (1.0 - control)))
+
+
+def clopper_pearson(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
+    """Return the exact two-sided Clopper-Pearson interval at level ``1 - alpha``.
+
+    Each side holds ``alpha / 2``; for a one-sided bound at level ``1 - a`` pass
+    ``alpha = 2 a`` and read one end.
+    """
+    from scipy.stats import beta
+
+    if trials <= 0:
+        raise ValueError("trials must be positive")
+    if not 0 <= successes <= trials:
+        raise ValueError(f"successes must be in [0, {trials}], got {successes}")
+    k, n = successes, trials
+    low = 0.0 if k == 0 else float(beta.ppf(alpha / 2, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(1 - alpha / 2, k + 1, n - k))
+    return low, high
