@@ -124,7 +124,7 @@ def redact(message: str) -> str:
 def execute_cell(spec: CellSpec) -> Record:
     """Run one cell and return its record; never raises for a backend's fault."""
     from pets.api import PartyFailure, UnsupportedTask
-    from pets.leakage import evaluate_leakage
+    from pets.leakage import evaluate_leakage, make_rerun
     from pets.registry import load_target
     from pets.scenarios import build_problem, load_scenario
     from pets.session import PartyAccessError, Session
@@ -223,7 +223,14 @@ def execute_cell(spec: CellSpec) -> Record:
     except Exception as exc:
         return failed("failed", f"output could not be scored: {_describe(exc)}", cost=cost)
     leakage = evaluate_leakage(
-        problem, session, capabilities, mode=spec.get("leakage", "fast"), seed=spec["seed"]
+        problem,
+        session,
+        capabilities,
+        output=output,
+        rerun=make_rerun(lambda: backend_cls(**params)),
+        attackers=scenario.attackers,
+        mode=spec.get("leakage", "fast"),
+        seed=spec["seed"],
     )
     return Record(status="ok", accuracy=accuracy, cost=cost, leakage=leakage, **base)
 

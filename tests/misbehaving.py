@@ -18,7 +18,7 @@ from pets.api import (
 )
 from pets.backends.plaintext import Plaintext
 from pets.session import Session
-from pets.tasks import finish_means, local_aggregate
+from pets.tasks import finish_means, local_aggregate, sums_from_vector
 from pets.wire import pack, unpack
 
 ALL_KINDS = frozenset({"aggregate", "linkage", "train", "inference", "release", "query"})
@@ -147,6 +147,66 @@ class LocalSums(Backend):
             template = local_aggregate(party.data if party.data is not None else _empty(task), task)
             template.iloc[:, :] = total
             out = AggregateOutput(finish_means(template, task))
+            party.reveal("table", out)
+        return out
+
+
+class TooLittleNoise(Backend):
+    """Claims ``epsilon``-DP aggregates but adds Laplace noise of scale
+    ``0.1 * sensitivity / epsilon`` per statistic: a tenth of what one statistic alone
+    would need (and the budget is not split across the statistics either), so its true
+    loss per patient is far above the claim. The DP audit must catch it.
+
+    Parameters
+    ----------
+    epsilon : float
+        The claimed epsilon.
+    seed : int or None
+        Seed of the noise.
+    """
+
+    def __init__(self, *, epsilon: float = 1.0, seed: int | None = None) -> None:
+        self.epsilon = epsilon
+        self.rng = np.random.default_rng(seed)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            task_kinds=frozenset({"aggregate"}),
+            pet_class=PetClass.DP,
+            claim=Claim(
+                epsilon=float(self.epsilon),
+                delta=0.0,
+                neighbouring="add-remove",
+                accountant="none (the noise is miscalibrated on purpose)",
+                formal=True,
+            ),
+        )
+
+    def run(self, task: Task, session: Session) -> AggregateOutput:
+        from pets.tasks import public_ranges
+
+        ranges = public_ranges()
+        columns = sorted({m["column"] for m in task.params["measures"]})
+        scales = np.array([1.0] + [max(abs(v) for v in ranges[c]) for c in columns]) * (
+            0.1 / self.epsilon
+        )
+        holders = task.parties_with_role("data_holder")
+        for holder in holders:
+            with session.as_party(holder) as party:
+                frame = party.data.assign(
+                    **{c: party.data[c].astype(float).clip(*ranges[c]) for c in columns}
+                )
+                sums = local_aggregate(frame, task).to_numpy()
+                noisy = sums + self.rng.laplace(0.0, 1.0, sums.shape) * scales
+                party.send(task.recipient, pack(noisy), tag="noisy-sums")
+        with session.as_party(task.recipient) as party:
+            total = sum(unpack(party.receive(h, tag="noisy-sums")) for h in holders)
+            sums = sums_from_vector(np.asarray(total).ravel(), task)
+            counts = sums["n"].clip(lower=0.0)
+            table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
+            table["n"] = counts
+            out = AggregateOutput(table)
             party.reveal("table", out)
         return out
 

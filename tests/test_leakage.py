@@ -73,14 +73,22 @@ def test_plaintext_exposes_inputs_as_it_declares(tmp_path, registry, scenario_di
     assert (frame["status"] == "ok").all(), frame["error"].tolist()
     plain = _row(frame, "plaintext")
     assert plain["leakage.worst_residual_risk"] > 0.9
-    assert json.loads(plain["leakage.flags"]) == ["exposes_inputs"]
+    flags = json.loads(plain["leakage.flags"])
+    assert "exposes_inputs" in flags and "claim_contradicted" not in flags
     secret = _row(frame, "secretly_plain")
     assert "claim_contradicted" in json.loads(secret["leakage.flags"])
     sums = _row(frame, "local_sums")
-    assert sums["leakage.worst_residual_risk"] < 0.3
-    assert json.loads(sums["leakage.flags"]) == []
+    exposure = [
+        a for a in json.loads(sums["leakage.attacks"]) if a["attack"] == "transcript_exposure"
+    ]
+    assert exposure and all(a.get("residual_risk", 0) < 0.3 for a in exposure)
+    assert "exposes_inputs" not in json.loads(sums["leakage.flags"])
+    # the published table is exact, so differencing still reads patients off it
+    assert "reveals_individuals" in json.loads(sums["leakage.flags"])
     attacks = json.loads(plain["leakage.attacks"])
-    senders = [a for a in attacks if a["observer"] == "england"]
+    senders = [
+        a for a in attacks if a["observer"] == "england" and a["attack"] == "transcript_exposure"
+    ]
     assert senders and senders[0]["applicable"] is False
 
 

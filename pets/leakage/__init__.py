@@ -1,25 +1,52 @@
 """Leakage measured by the harness on what each attacker observes.
 
-:func:`evaluate_leakage` gathers the backend's formal claim, runs the attacks that
-apply, and sums them up in a ``headline`` and ``flags``. Modules hold one attack
-family each.
+:func:`evaluate_leakage` gathers the backend's formal claim, runs every attack family
+that applies to the task kind and the card's attacker models, and sums them up in a
+``headline`` and ``flags``. Modules hold one attack family each; each family is a
+function ``family(context) -> list[AttackResult]`` (see :mod:`pets.leakage._base`).
 """
 
 from __future__ import annotations
 
 import time
+import traceback
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
+
 from pets.api import Capabilities
-from pets.leakage.rates import Rate, residual_risk, wilson_interval
+from pets.leakage._base import (
+    ATTACKER_MODELS,
+    EFFORT,
+    AttackContext,
+    AttackResult,
+    Effort,
+    Rerun,
+    make_rerun,
+    not_applicable,
+    rate_result,
+)
+from pets.leakage.rates import Rate, clopper_pearson, residual_risk, wilson_interval
 from pets.leakage.transcript import transcript_exposure
 from pets.session import Session
 from pets.tasks import Problem
 
 __all__ = [
+    "ATTACKER_MODELS",
+    "EFFORT",
     "LEAKAGE_MODES",
+    "AttackContext",
+    "AttackResult",
+    "Effort",
     "Rate",
+    "Rerun",
+    "attack_families",
+    "clopper_pearson",
     "evaluate_leakage",
+    "make_rerun",
+    "not_applicable",
+    "rate_result",
     "residual_risk",
     "transcript_exposure",
     "wilson_interval",
@@ -30,55 +57,184 @@ LEAKAGE_MODES = ("fast", "full", "off")
 #: Above this residual risk, another party's values are taken as exposed.
 EXPOSURE_THRESHOLD = 0.5
 
+#: Above this residual risk, an attack on individuals is taken as successful.
+RISK_THRESHOLD = 0.5
+
+#: Flag raised when an attack family's residual risk passes :data:`RISK_THRESHOLD`.
+RISK_FLAGS = {
+    "differencing": "reveals_individuals",
+    "reconstruction": "reconstructs",
+    "dictionary_reidentification": "reidentifies",
+    "cardinality_probing": "reveals_membership",
+    "singling_out": "singles_out",
+    "linkability": "links_records",
+    "attribute_inference": "infers_attributes",
+    "membership_inference": "reveals_membership",
+    "model_extraction": "model_extracted",
+    "update_reconstruction": "reconstructs",
+}
+
+Family = Callable[[AttackContext], Sequence[AttackResult]]
+
+
+def attack_families() -> tuple[tuple[str, Family], ...]:
+    """Return the built-in attack families as ``(name, function)`` pairs, in run order.
+
+    Imported on call, so that a cell that does not attack pays nothing.
+    """
+    from pets.leakage import (
+        differencing,
+        dp_audit,
+        extraction,
+        federated,
+        linkage,
+        membership,
+        reconstruction,
+        release,
+        transcript,
+    )
+
+    return (
+        ("transcript_exposure", transcript.attack),
+        ("differencing", differencing.attack),
+        ("reconstruction", reconstruction.attack),
+        ("linkage", linkage.attack),
+        ("release", release.attack),
+        ("membership_inference", membership.attack),
+        ("model_extraction", extraction.attack),
+        ("update_reconstruction", federated.attack),
+        ("dp_audit", dp_audit.attack),
+    )
+
 
 def evaluate_leakage(
     problem: Problem,
     session: Session,
     capabilities: Capabilities,
     *,
+    output: Any = None,
+    rerun: Rerun | None = None,
+    attackers: Sequence[str] = tuple(ATTACKER_MODELS),
     mode: str = "fast",
     seed: int = 0,
+    families: Sequence[tuple[str, Family]] | None = None,
 ) -> dict[str, Any]:
     """Attack what each party observed and compare with the backend's claim.
+
+    Parameters
+    ----------
+    problem, session : Problem, Session
+        The finished cell.
+    capabilities : Capabilities
+        The backend's capabilities; its claim is checked against the attacks.
+    output : Any
+        What the recipient learned.
+    rerun : Rerun, optional
+        Oracle that runs the same backend on harness-chosen data (needed by
+        differencing, reconstruction, probing and the DP audit).
+    attackers : sequence of str
+        Attacker models the card lists.
+    mode : {"fast", "full", "off"}
+        How hard to attack; ``off`` runs nothing and says so.
+    seed : int
+        Seed for targets and controls.
+    families : sequence, optional
+        ``(name, function)`` pairs to run instead of :func:`attack_families`.
 
     Returns
     -------
     dict
         ``claim``, ``attacks`` (list), ``headline`` (worst residual risk and where it was
-        found), ``flags`` and ``cost_s`` (time spent attacking, kept apart from the
-        backend's own cost).
+        found, worst epsilon lower bound), ``flags``, ``mode`` and ``cost_s`` (time spent
+        attacking, including reruns, kept apart from the backend's own cost).
     """
     if mode not in LEAKAGE_MODES:
         raise ValueError(f"leakage mode {mode!r}; allowed: {', '.join(LEAKAGE_MODES)}")
     start = time.perf_counter()
     claim = capabilities.claim
-    attacks: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    context = None
     if mode != "off":
-        received = {name: session.received_bytes(name) for name in session.party_names}
-        attacks += transcript_exposure(received, problem.sensitive, seed=seed)
-    applicable = [a for a in attacks if a.get("applicable")]
-    flags = []
-    exposed = [
-        a
-        for a in applicable
-        if a["attack"] == "transcript_exposure" and a["residual_risk"] > EXPOSURE_THRESHOLD
-    ]
-    if exposed:
-        flags.append("exposes_inputs")
-        if "inputs" not in claim.declared_leakage:
-            flags.append("claim_contradicted")
-    worst = max(applicable, key=lambda a: a["residual_risk"], default=None)
-    headline = {
-        "worst_residual_risk": None if worst is None else worst["residual_risk"],
-        "worst_attack": None if worst is None else f"{worst['attack']}@{worst['observer']}",
-        "epsilon_claimed": claim.epsilon,
-        "attacks_run": len(applicable),
-    }
+        context = AttackContext(
+            problem=problem,
+            session=session,
+            output=output,
+            claim=claim,
+            attackers=tuple(attackers),
+            effort=EFFORT[mode],
+            rng=np.random.default_rng([seed, 0xA77AC]),
+            rerun=rerun,
+            mode=mode,
+        )
+        for name, family in attack_families() if families is None else families:
+            family_start = time.perf_counter()
+            try:
+                found = list(family(context))
+            except Exception as exc:  # one broken attack must not lose the cell
+                found = [
+                    AttackResult(
+                        attack=name,
+                        attacker="-",
+                        observer="-",
+                        note=f"attack failed: {type(exc).__name__}: {exc}",
+                        extra={
+                            "failed": True,
+                            "where": traceback.format_exc(limit=-1).strip()[-500:],
+                        },
+                        cost_s=time.perf_counter() - family_start,
+                    )
+                ]
+            results += [r.to_dict() for r in found]
+    flags, headline = _judge(results, claim)
+    headline["epsilon_claimed"] = claim.epsilon
     return {
         "claim": claim.to_dict(),
-        "attacks": attacks,
+        "attackers": list(attackers),
+        "attacks": results,
         "headline": headline,
         "flags": flags,
         "mode": mode,
+        "reruns": 0 if context is None else context.reruns,
         "cost_s": time.perf_counter() - start,
     }
+
+
+def _judge(results: list[dict[str, Any]], claim: Any) -> tuple[list[str], dict[str, Any]]:
+    """Turn the attack results into flags and a headline."""
+    scored = [
+        r
+        for r in results
+        if r.get("applicable")
+        and not r.get("diagnostic")
+        and not r.get("failed")
+        and r.get("residual_risk") is not None
+    ]
+    flags: list[str] = []
+
+    def flag(name: str) -> None:
+        if name not in flags:
+            flags.append(name)
+
+    for r in scored:
+        if r["attack"] == "transcript_exposure" and r["residual_risk"] > EXPOSURE_THRESHOLD:
+            flag("exposes_inputs")
+            if "inputs" not in claim.declared_leakage:
+                flag("claim_contradicted")
+        elif r["attack"] in RISK_FLAGS and r["residual_risk"] > RISK_THRESHOLD:
+            flag(RISK_FLAGS[r["attack"]])
+    audits = [r for r in results if r.get("epsilon_lower") is not None]
+    worst_eps = max(audits, key=lambda r: r["epsilon_lower"], default=None)
+    if any(r.get("claim_contradicted") for r in audits):
+        flag("claim_contradicted")
+    if any(r.get("failed") for r in results):
+        flag("attack_failed")
+    worst = max(scored, key=lambda r: r["residual_risk"], default=None)
+    headline = {
+        "worst_residual_risk": None if worst is None else worst["residual_risk"],
+        "worst_attack": None if worst is None else f"{worst['attack']}@{worst['observer']}",
+        "worst_attacker": None if worst is None else worst["attacker"],
+        "epsilon_lower_bound": None if worst_eps is None else worst_eps["epsilon_lower"],
+        "attacks_run": len(scored),
+        "not_applicable": sum(1 for r in results if not r.get("applicable")),
+    }
+    return flags, headline

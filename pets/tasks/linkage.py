@@ -27,7 +27,14 @@ from pets.tasks._base import (
     freeze,
 )
 
-__all__ = ["LINKAGE", "REVEAL_MODES", "LinkageOutput", "eligible", "link_statistics"]
+__all__ = [
+    "LINKAGE",
+    "REVEAL_MODES",
+    "LinkageOutput",
+    "candidate_identifiers",
+    "eligible",
+    "link_statistics",
+]
 
 REVEAL_MODES = ("intersection", "cardinality")
 
@@ -92,6 +99,45 @@ def link_statistics(
     return out
 
 
+def candidate_identifiers(
+    held: Sequence[np.ndarray], rng: np.random.Generator, *, decoys: int | None = None
+) -> np.ndarray:
+    """Return a region's list of valid NHS numbers: every number held, plus decoys.
+
+    This is the dictionary an attacker who holds a region's registrations would try
+    against pseudonymised identifiers. The decoys are fresh valid NHS numbers (mod-11
+    check digit, same range as the cohort's) that nobody holds: people of the region on
+    neither list, and the control of a dictionary attack.
+
+    Parameters
+    ----------
+    held : sequence of numpy.ndarray
+        The identifiers each party holds.
+    rng : numpy.random.Generator
+        Source of the decoys.
+    decoys : int, optional
+        How many decoys to add; as many as the distinct numbers held by default.
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted distinct int64 numbers (harness-only: never written out).
+    """
+    from pets.data import nhs_check_digit
+
+    known = np.unique(np.concatenate([np.asarray(h, dtype=np.int64) for h in held]))
+    want = known.size if decoys is None else int(decoys)
+    fresh = np.zeros(0, dtype=np.int64)
+    while fresh.size < want:
+        first = rng.integers(400_000_000, 500_000_000, size=2 * (want - fresh.size) + 64)
+        check = nhs_check_digit(first)
+        numbers = (first * 10 + check)[check != 10]
+        numbers = numbers[~np.isin(numbers, known)]
+        fresh = np.unique(np.concatenate([fresh, numbers]))
+    fresh = rng.choice(fresh, size=want, replace=False)
+    return np.sort(np.concatenate([known, fresh]))
+
+
 def _parse(
     raw: Mapping[str, Any], source: str, parties: Sequence[PartyRole], columns: Sequence[str]
 ) -> dict[str, Any]:
@@ -147,7 +193,12 @@ def _build(params: Mapping[str, Any], parties: Sequence[PartyRole], data: Scenar
         private = ids[~np.isin(ids, party_data[other][id_column].to_numpy())]
         take = data.rng.choice(private.size, size=min(64, private.size), replace=False)
         sensitive[name] = {id_column: private[take]}
-    return Problem(task=task, party_data=party_data, sensitive=sensitive)
+    evaluation = {}
+    if id_column == "nhs_number":
+        evaluation["dictionary"] = candidate_identifiers(
+            [frame[id_column].to_numpy() for frame in party_data.values()], data.rng
+        )
+    return Problem(task=task, party_data=party_data, evaluation=evaluation, sensitive=sensitive)
 
 
 def _reference(problem: Problem) -> LinkageOutput:
