@@ -291,6 +291,8 @@ def records_frame(records: Iterable[Record]) -> pd.DataFrame:
         row["leakage.flags"] = json.dumps(leakage.get("flags", []))
         row["leakage.claim"] = json.dumps(leakage.get("claim", {}), sort_keys=True)
         row["leakage.attacks"] = json.dumps(leakage.get("attacks", []), sort_keys=True)
+        row["leakage.mode"] = leakage.get("mode")
+        row["leakage.cost_s"] = leakage.get("cost_s")
         row["environment"] = json.dumps(data["environment"], sort_keys=True)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["markdown_report", "scorecard", "scorecard_text", "utility_curves"]
+__all__ = ["attack_table", "markdown_report", "scorecard", "scorecard_text", "utility_curves"]
 
 _COLUMNS = [
     "backend",
@@ -57,6 +57,8 @@ def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
                 "bytes": r.get("cost.bytes_total"),
                 "rounds": r.get("cost.rounds"),
                 "worst_risk": r.get("leakage.worst_residual_risk"),
+                "eps_lower": r.get("leakage.epsilon_lower_bound"),
+                "eps_claimed": r.get("leakage.epsilon_claimed"),
                 "flags": ", ".join(json.loads(r.get("leakage.flags") or "[]")),
                 "error": r.get("error"),
             }
@@ -75,6 +77,8 @@ def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
             bytes=("bytes", lambda s: pd.to_numeric(s, errors="coerce").mean()),
             rounds=("rounds", lambda s: pd.to_numeric(s, errors="coerce").max()),
             worst_risk=("worst_risk", lambda s: pd.to_numeric(s, errors="coerce").max()),
+            eps_lower=("eps_lower", lambda s: pd.to_numeric(s, errors="coerce").max()),
+            eps_claimed=("eps_claimed", lambda s: pd.to_numeric(s, errors="coerce").max()),
             flags=("flags", _union_of_flags),
             error=("error", lambda s: next((e for e in s if isinstance(e, str)), "")),
             runs=("status", "size"),
@@ -189,6 +193,7 @@ def _rows(table: pd.DataFrame) -> list[list[str]]:
                 _fmt(r["bytes"], "bytes"),
                 _fmt(r["rounds"], "int"),
                 _fmt(r["worst_risk"], "num"),
+                _epsilons(r["eps_lower"], r["eps_claimed"]),
                 r["flags"] or "-",
             ]
         )
@@ -203,8 +208,77 @@ _HEADER = [
     "bytes",
     "rounds",
     "worst risk",
+    "ε lower / claimed",
     "flags",
 ]
+
+
+def _epsilons(lower: Any, claimed: Any) -> str:
+    if lower is None or (isinstance(lower, float) and np.isnan(lower)):
+        return "-" if claimed is None or pd.isna(claimed) else f"- / {float(claimed):g}"
+    claim = "none" if claimed is None or pd.isna(claimed) else f"{float(claimed):g}"
+    return f"{float(lower):.3g} / {claim}"
+
+
+def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return one row per (scenario, backend, params, attack, method, attacker, observer).
+
+    Success counts are pooled over repeats and seeds, with a 95% Wilson interval of the
+    pooled rate; control rate and residual risk are means over repeats. Attacks that were
+    not applicable keep their reason; DP audits show the largest epsilon lower bound.
+    """
+    from pets.leakage.rates import wilson_interval
+
+    rows = []
+    if frame.empty or "leakage.attacks" not in frame:
+        return pd.DataFrame(rows)
+    for _, r in frame[frame["status"] == "ok"].iterrows():
+        params = json.loads(r["params"]) if isinstance(r.get("params"), str) else {}
+        for a in json.loads(r.get("leakage.attacks") or "[]"):
+            rows.append(
+                {
+                    "scenario": r["scenario"],
+                    "backend": r["backend"],
+                    "params": ", ".join(f"{k}={v}" for k, v in params.items()),
+                    "attack": a["attack"],
+                    "method": a.get("method", ""),
+                    "attacker": a.get("attacker", "-"),
+                    "observer": a.get("observer", "-"),
+                    "applicable": bool(a.get("applicable")),
+                    "diagnostic": bool(a.get("diagnostic")),
+                    "successes": round(a["success_rate"] * a["trials"])
+                    if a.get("trials")
+                    else None,
+                    "trials": a.get("trials"),
+                    "control": a.get("control_rate"),
+                    "baseline": a.get("baseline"),
+                    "risk": a.get("residual_risk"),
+                    "epsilon_lower": a.get("epsilon_lower"),
+                    "note": a.get("note", ""),
+                }
+            )
+    if not rows:
+        return pd.DataFrame(rows)
+    runs = pd.DataFrame(rows)
+    keys = ["scenario", "backend", "params", "attack", "method", "attacker", "observer"]
+    out = []
+    for key, group in runs.groupby(keys, sort=True, dropna=False):
+        row = dict(zip(keys, key, strict=True))
+        applicable = group[group["applicable"]]
+        row["applicable"] = len(applicable) > 0
+        row["diagnostic"] = bool(group["diagnostic"].any())
+        row["note"] = next((n for n in group["note"] if n), "")
+        counted = applicable.dropna(subset=["trials"])
+        if len(counted):
+            k, n = int(counted["successes"].sum()), int(counted["trials"].sum())
+            _, low, high = wilson_interval(k, n)
+            row.update(rate=k / n, ci_low=low, ci_high=high, trials=n)
+        row["control"] = pd.to_numeric(applicable["control"], errors="coerce").mean()
+        row["risk"] = pd.to_numeric(applicable["risk"], errors="coerce").mean()
+        row["epsilon_lower"] = pd.to_numeric(applicable["epsilon_lower"], errors="coerce").max()
+        row["runs"] = len(group)
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def scorecard_text(frame: pd.DataFrame) -> str:
@@ -233,9 +307,12 @@ def markdown_report(frame: pd.DataFrame, *, title: str = "PETs Sandbox run") -> 
         "measured on this machine; `WAN time` is the same run modelled between sites 50 ms "
         "and 100 Mbit/s apart (see docs/network.md for the formula). "
         "`worst risk` is the highest residual risk of any attack (0 = no better than the "
-        "control, 1 = complete). `flags` name what the attacks found (`exposes_inputs`: "
-        "another party's raw values readable in a party's received bytes) and any "
-        "measured leakage the backend's claim denies (`claim_contradicted`).",
+        "control, 1 = complete); `ε lower / claimed` is the DP audit's lower bound on "
+        "epsilon next to the backend's claim. `flags` name what the attacks found "
+        "(`exposes_inputs`: another party's raw values readable in a party's received "
+        "bytes; `reidentifies`, `reveals_individuals`, `singles_out`, ... : an attack's "
+        "residual risk above 0.5) and any measured leakage the backend's claim denies "
+        "(`claim_contradicted`). The section Attacks lists every attack.",
         "",
     ]
     skipped = int((frame["status"] == "unsupported").sum()) if len(frame) else 0
@@ -248,6 +325,47 @@ def markdown_report(frame: pd.DataFrame, *, title: str = "PETs Sandbox run") -> 
         ]
         for row in _rows(table):
             lines.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
+        lines.append("")
+    attacks = attack_table(frame)
+    if len(attacks):
+        lines += [
+            "## Attacks",
+            "",
+            "Each attack as the harness ran it: the attacker model (A0 recipient, A1 "
+            "motivated intruder, A2 honest-but-curious party, A3 worst-case auditor), the "
+            "party whose view was attacked, the success rate pooled over runs with its 95% "
+            "Wilson interval, the control rate, and the residual risk "
+            "(attack − control) / (1 − control). `n/a` means the attacker observes nothing "
+            "there; diagnostics are shown but do not count towards the worst risk.",
+            "",
+            "| scenario | backend | attack | attacker | observer | rate (95% CI) | trials "
+            "| control | residual risk | ε lower | note |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for _, a in attacks.iterrows():
+            label = a["backend"] + (f" [{a['params']}]" if a["params"] else "")
+            attack = a["attack"] + (f" ({a['method']})" if a["method"] else "")
+            attack += " (diagnostic)" if a["diagnostic"] else ""
+            if not a["applicable"]:
+                cells = ["n/a", "-", "-", "-", "-"]
+            else:
+                rate = (
+                    f"{a['rate']:.3f} ({a['ci_low']:.3f} to {a['ci_high']:.3f})"
+                    if pd.notna(a.get("rate"))
+                    else "-"
+                )
+                cells = [
+                    rate,
+                    _fmt(a.get("trials"), "int"),
+                    _fmt(a["control"], "num"),
+                    _fmt(a["risk"], "num"),
+                    _fmt(a["epsilon_lower"], "num"),
+                ]
+            note = str(a["note"]).replace("|", "/")[:90]
+            lines.append(
+                f"| {a['scenario']} | {label} | {attack} | {a['attacker']} | {a['observer']} "
+                f"| {' | '.join(cells)} | {note} |"
+            )
         lines.append("")
     curves = utility_curves(frame)
     if len(curves):
