@@ -105,3 +105,40 @@ def test_leakage_off_runs_no_attack(tmp_path, registry, scenario_dir):
     )
     assert json.loads(frame.loc[0, "leakage.attacks"]) == []
     assert frame.loc[0, "leakage.attacks_run"] == 0
+
+
+def test_report_lists_every_attack_with_interval_or_reason(tmp_path, registry, scenario_dir):
+    from pets.report.scorecard import attack_table, markdown_report
+
+    frame = pets.run(
+        ["multi_site_prevalence"],
+        ["plaintext"],
+        size=4000,
+        out=tmp_path,
+        registry=registry,
+        scenario_dir=scenario_dir,
+        progress=False,
+    )
+    # a skipped audit carries trials but no rate; it must not break the table
+    attacks = json.loads(frame.loc[0, "leakage.attacks"])
+    attacks.append(
+        {
+            "attack": "dp_audit",
+            "attacker": "A3",
+            "observer": "analyst",
+            "applicable": True,
+            "trials": 3,
+            "skipped": True,
+            "note": "too slow",
+        }
+    )
+    frame.loc[0, "leakage.attacks"] = json.dumps(attacks)
+    table = attack_table(frame)
+    diff = table[table["attack"] == "differencing"].iloc[0]
+    assert diff["rate"] == 1.0 and diff["ci_low"] < 1.0 and diff["attacker"] == "A1"
+    idle = table[(table["attack"] == "transcript_exposure") & (table["observer"] == "england")]
+    assert not idle.iloc[0]["applicable"]
+    text = markdown_report(frame)
+    assert "## Attacks" in text
+    assert "| multi_site_prevalence | plaintext | differencing | A1 | analyst | 1.000 (" in text
+    assert "n/a" in text and "too slow" in text

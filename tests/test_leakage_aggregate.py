@@ -90,7 +90,6 @@ def test_dp_at_small_epsilon_stops_differencing(scenario_dir):
     )
     # a fair coin gets 0.5; 0.75 of 30+ balanced targets would be 3 standard deviations off
     assert result.success_rate < 0.75
-    assert result.ci_low < 0.5 < result.ci_high
 
 
 def test_query_differencing_and_reconstruction_against_output_checking(scenario_dir):

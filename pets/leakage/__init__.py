@@ -8,8 +8,8 @@ function ``family(context) -> list[AttackResult]`` (see :mod:`pets.leakage._base
 
 from __future__ import annotations
 
+import re
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -131,7 +131,8 @@ def evaluate_leakage(
         What the recipient learned.
     rerun : Rerun, optional
         Oracle that runs the same backend on harness-chosen data (needed by
-        differencing, reconstruction, probing and the DP audit).
+        differencing, reconstruction, cardinality probing, federated-update
+        reconstruction and the DP audit).
     attackers : sequence of str
         Attacker models the card lists.
     mode : {"fast", "full", "off"}
@@ -176,11 +177,8 @@ def evaluate_leakage(
                         attack=name,
                         attacker="-",
                         observer="-",
-                        note=f"attack failed: {type(exc).__name__}: {exc}",
-                        extra={
-                            "failed": True,
-                            "where": traceback.format_exc(limit=-1).strip()[-500:],
-                        },
+                        note=f"attack failed: {_safe_message(exc)}",
+                        extra={"failed": True},
                         cost_s=time.perf_counter() - family_start,
                     )
                 ]
@@ -197,6 +195,17 @@ def evaluate_leakage(
         "reruns": 0 if context is None else context.reruns,
         "cost_s": time.perf_counter() - start,
     }
+
+
+def _safe_message(exc: BaseException) -> str:
+    """The exception's type and message with every quoted string and number masked.
+
+    Attack workloads name targets by quasi-identifiers and probes carry identifiers, so
+    a backend's error message may repeat them; the record keeps only its shape.
+    """
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "<value>", str(exc))
+    text = re.sub(r"\d+(\.\d+)?", "<n>", text)
+    return f"{type(exc).__name__}: {text}"[:300]
 
 
 def _judge(results: list[dict[str, Any]], claim: Any) -> tuple[list[str], dict[str, Any]]:

@@ -31,7 +31,9 @@ __all__ = [
     "AttackResult",
     "Effort",
     "Rerun",
+    "balanced_coins",
     "balanced_targets",
+    "control_share",
     "make_rerun",
     "not_applicable",
     "rate_result",
@@ -239,6 +241,16 @@ def make_rerun(factory: Callable[[], Any]) -> Rerun:
         return factory().run(problem.task, session), session
 
     return rerun
+
+
+def control_share(hits: int, trials: int) -> float | None:
+    """Return the control rate ``hits / trials``, or None when there was no control."""
+    return hits / trials if trials > 0 else None
+
+
+def balanced_coins(count: int, rng: np.random.Generator) -> np.ndarray:
+    """Return ``count`` secrets of hypothetical non-members, half 0 and half 1."""
+    return rng.permutation(np.arange(count) % 2)
 
 
 def not_applicable(attack: str, attacker: str, observer: str, why: str) -> AttackResult:

@@ -33,14 +33,24 @@ import pandas as pd
 from pets.leakage._base import (
     AttackContext,
     AttackResult,
+    balanced_coins,
     balanced_targets,
+    control_share,
     not_applicable,
     rate_result,
 )
 from pets.tasks._base import freeze
 from pets.tasks.query import parse_workload
 
-__all__ = ["QUERY_QIS", "attack", "binary_measure", "cell_sums", "literal", "unique_targets"]
+__all__ = [
+    "QUERY_QIS",
+    "attack",
+    "binary_measure",
+    "cell_sums",
+    "literal",
+    "phantom_district",
+    "unique_targets",
+]
 
 ATTACKER = "A1"
 
@@ -141,7 +151,7 @@ def _aggregate(context: AttackContext) -> AttackResult:
     sizes_by_cell = pooled["cell"].value_counts()
     untouched = [c for c in untouched if sizes_by_cell.get(c, 0) >= 2]
     control_cells = rng.permutation(len(untouched))[: len(picked)]
-    coins = _balanced_coins(len(control_cells), rng)
+    coins = balanced_coins(len(control_cells), rng)
     control_hits = sum(
         _guess(float(difference.get(untouched[i], np.nan)), rng) == int(coin)
         for i, coin in zip(control_cells, coins, strict=True)
@@ -154,7 +164,7 @@ def _aggregate(context: AttackContext) -> AttackResult:
         successes=int(hits),
         trials=len(picked),
         baseline=0.5,
-        control=control_hits / max(1, len(control_cells)),
+        control=control_share(int(control_hits), len(control_cells)),
         cost_s=time.perf_counter() - start,
         secret=column,
         observation="two releases of the table, before and after one patient per cell left",
@@ -173,6 +183,15 @@ def literal(value: Any) -> str:
     if isinstance(value, int | np.integer):
         return repr(int(value))
     return repr(str(value))
+
+
+def phantom_district(
+    age: Any, sex: Any, districts: Any, occupied: set, rng: np.random.Generator
+) -> str | None:
+    """Return a postcode district where nobody of ``age`` and ``sex`` lives, or None:
+    the quasi-identifiers of a patient who is not in the data."""
+    empty = [d for d in districts if (str(age), str(sex), d) not in occupied]
+    return empty[int(rng.integers(len(empty)))] if empty else None
 
 
 def unique_targets(
@@ -216,10 +235,9 @@ def _query(context: AttackContext) -> AttackResult:
     # control pairs: a district where nobody of that age and sex lives (a non-member)
     for i, row in enumerate(targets):
         age, sex = frame.iloc[row][["age", "sex"]]
-        empty = [d for d in districts if (str(age), str(sex), d) not in occupied]
-        if not empty:
+        district = phantom_district(age, sex, districts, occupied, rng)
+        if district is None:
             continue
-        district = empty[int(rng.integers(len(empty)))]
         population = f"{secret} == 1 and age == {literal(age)} and sex == {literal(sex)}"
         raw.append({"id": f"c{i}_all", "kind": "count", "filter": population})
         raw.append(
@@ -231,7 +249,7 @@ def _query(context: AttackContext) -> AttackResult:
         )
         pairs.append(("control", -1))
     # non-members' secrets: balanced coins, so the control of an exact backend is one half
-    coins = iter(_balanced_coins(sum(role == "control" for role, _ in pairs), rng))
+    coins = iter(balanced_coins(sum(role == "control" for role, _ in pairs), rng))
     pairs = [(role, next(coins) if role == "control" else truth) for role, truth in pairs]
     # interleave targets and controls so that a budget cut hits both alike
     order = _interleave(pairs)
@@ -259,7 +277,7 @@ def _query(context: AttackContext) -> AttackResult:
         successes=hits["target"],
         trials=trials["target"],
         baseline=0.5,
-        control=hits["control"] / max(1, trials["control"]),
+        control=control_share(hits["control"], trials["control"]),
         cost_s=time.perf_counter() - start,
         secret=secret,
         observation="pairs of counts whose populations differ by the target",
@@ -267,11 +285,6 @@ def _query(context: AttackContext) -> AttackResult:
         queries_asked=len(workload),
         pairs_refused=refused,
     )
-
-
-def _balanced_coins(count: int, rng: np.random.Generator) -> np.ndarray:
-    """Return ``count`` secrets of hypothetical non-members, half 0 and half 1."""
-    return rng.permutation(np.arange(count) % 2)
 
 
 def _interleave(pairs: list[tuple[str, int]]) -> list[int]:

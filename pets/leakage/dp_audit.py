@@ -236,6 +236,14 @@ def attack(context: AttackContext) -> list[AttackResult]:
         ]
     if context.rerun is None:
         return [_skipped(context, "no rerun oracle: the audit runs the mechanism many times")]
+    if claim.neighbouring not in (None, "add-remove"):
+        return [
+            _skipped(
+                context,
+                f"the claim is for {claim.neighbouring} neighbours; the audit removes one "
+                "patient (add-remove)",
+            )
+        ]
     if task.kind == "aggregate":
         setup = _aggregate_setup(context)
     else:
@@ -288,8 +296,8 @@ def _run_audit(context: AttackContext, setup: _Setup) -> AttackResult:
             runs[world].append(_candidates(setup.read(output)))
             per_run = min(per_run, time.perf_counter() - run_start)
         done = len(runs["d1"])
-        affordable = int(budget // (2 * per_run)) if per_run > 0 else wanted
-        if done == 1 and affordable < MIN_TRIALS:
+        affordable = wanted if per_run <= 0 or math.isinf(budget) else int(budget // (2 * per_run))
+        if done == 1 and affordable < min(MIN_TRIALS, wanted):
             return _skipped(
                 context,
                 f"one rerun takes {per_run:.2f} s: the audit needs at least {MIN_TRIALS} runs "
@@ -395,6 +403,8 @@ def _aggregate_setup(context: AttackContext) -> _Setup | str:
     pick = int(rng.choice(eligible[share[eligible] == best]))
     party, row = str(pooled["_party"].iat[pick]), int(pooled["_row"].iat[pick])
     cell = tuple(pooled[group_by].iloc[pick])
+    if len(group_by) == 1:
+        cell = cell[0]  # a one-column index holds scalars, not 1-tuples
 
     def rows_in_cell(frame: pd.DataFrame) -> np.ndarray:
         mask = np.ones(len(frame), bool)

@@ -35,6 +35,7 @@ Two attacks by an honest-but-curious party:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -241,7 +242,7 @@ def dictionary_reidentification(context: AttackContext) -> list[AttackResult]:
     start = time.perf_counter()
     task = context.problem.task
     ids = _eligible_ids(context)
-    matched = np.intersect1d(*ids.values())
+    matched = functools.reduce(np.intersect1d, ids.values())
     dictionary = _dictionary(context)
     held = np.unique(
         np.concatenate(
@@ -347,7 +348,12 @@ def cardinality_probing(context: AttackContext) -> list[AttackResult]:
         return [not_applicable(name, ATTACKER, recipient, "no rerun oracle to probe with")]
     start = time.perf_counter()
     id_column = task.params["id_column"]
-    (other,) = [p for p in task.party_names if p != recipient]
+    others = [p for p in task.party_names if p != recipient and p in context.problem.party_data]
+    if len(others) != 1:
+        return [
+            not_applicable(name, ATTACKER, recipient, "probing is built for two data holders only")
+        ]
+    (other,) = others
     ids = _eligible_ids(context)
     dictionary = _dictionary(context)
     own = eligible(context.problem.party_data[recipient], task, recipient).reset_index(drop=True)

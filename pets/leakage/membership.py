@@ -16,9 +16,10 @@ Two attacks, both named ``membership_inference`` and told apart by the extra key
   target's cross-entropy loss under the model; members tend to have lower loss.
 - ``lira``: the online likelihood-ratio attack (Carlini et al., 2022), sized for
   logistic regression. The attacker fits ``effort.shadows`` shadow models with the
-  task's own plain logistic regression (:func:`pets.tasks.fit_logistic`) on random halves
-  of a pool made of every member and non-member row; each pool row is in exactly half of
-  the shadows. For each target, the logit-scaled confidence
+  task's own plain logistic regression (:func:`pets.tasks.fit_logistic`): each target
+  is in exactly half of the shadows, and each shadow is topped up with held-out rows
+  (population data, never the other training patients) towards the target model's
+  training size. For each target, the logit-scaled confidence
   ``phi = log(p_y / (1 - p_y))`` (for a logistic model, ``(2y - 1)`` times the linear
   score) of the shadows that trained on it and of those that did not gives two
   Gaussians; the score is ``log N(phi; mu_in, sigma_in) - log N(phi; mu_out, sigma_out)``
@@ -111,12 +112,12 @@ def attack(context: AttackContext) -> list[AttackResult]:
         return [not_applicable(ATTACK, "A0", observer, "too few members or non-members to attack")]
     pick_in, pick_out = picked
     per_side = len(pick_in)
-    # Targets first (members, then non-members), then every other row the attacker may
-    # use to fill its shadows' training sets.
-    rest_in = np.setdiff1d(np.arange(len(y_in)), pick_in)
+    # Targets first (members, then non-members), then the population rows the attacker
+    # may use to fill its shadows' training sets: held-out rows only, since A0 has
+    # same-distribution data but not the other training patients.
     rest_out = np.setdiff1d(np.arange(len(y_out)), pick_out)
-    x_pool = np.vstack([x_in[pick_in], x_out[pick_out], x_in[rest_in], x_out[rest_out]])
-    y_pool = np.concatenate([y_in[pick_in], y_out[pick_out], y_in[rest_in], y_out[rest_out]])
+    x_pool = np.vstack([x_in[pick_in], x_out[pick_out], x_out[rest_out]])
+    y_pool = np.concatenate([y_in[pick_in], y_out[pick_out], y_out[rest_out]])
     n_targets = 2 * per_side
     is_member = np.concatenate([np.ones(per_side, bool), np.zeros(per_side, bool)])
     halves = balanced_halves(is_member, rng)

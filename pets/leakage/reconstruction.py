@@ -25,8 +25,15 @@ from dataclasses import replace
 
 import numpy as np
 
-from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate_result
-from pets.leakage.differencing import QUERY_QIS, literal, unique_targets
+from pets.leakage._base import (
+    AttackContext,
+    AttackResult,
+    balanced_coins,
+    control_share,
+    not_applicable,
+    rate_result,
+)
+from pets.leakage.differencing import QUERY_QIS, literal, phantom_district, unique_targets
 from pets.tasks._base import freeze
 from pets.tasks.query import parse_workload
 
@@ -103,10 +110,10 @@ def _query(context: AttackContext) -> AttackResult:
     districts = frame["postcode_district"].astype(str).unique()
     phantoms = []
     for age, sex, _ in people[: len(people) // 2]:
-        empty = [d for d in districts if (str(age), str(sex), d) not in occupied]
-        if empty:
-            phantoms.append((age, sex, empty[int(rng.integers(len(empty)))]))
-    coins = rng.permutation(np.arange(len(phantoms)) % 2)
+        district = phantom_district(age, sex, districts, occupied, rng)
+        if district is not None:
+            phantoms.append((age, sex, district))
+    coins = balanced_coins(len(phantoms), rng)
     everyone = people + phantoms
     n, m = len(everyone), 2 * len(everyone)
     subsets = rng.integers(0, 2, size=(m, n))
@@ -133,7 +140,7 @@ def _query(context: AttackContext) -> AttackResult:
         successes=hits,
         trials=len(people),
         baseline=0.5,
-        control=control_hits / max(1, len(phantoms)),
+        control=control_share(control_hits, len(phantoms)),
         cost_s=time.perf_counter() - start,
         secret=SECRET,
         observation="random subset counts over targets named by quasi-identifiers",

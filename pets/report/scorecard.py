@@ -247,9 +247,9 @@ def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
                     "applicable": bool(a.get("applicable")),
                     "diagnostic": bool(a.get("diagnostic")),
                     "successes": round(a["success_rate"] * a["trials"])
-                    if a.get("trials")
+                    if a.get("trials") and a.get("success_rate") is not None
                     else None,
-                    "trials": a.get("trials"),
+                    "trials": a.get("trials") if a.get("success_rate") is not None else None,
                     "control": a.get("control_rate"),
                     "baseline": a.get("baseline"),
                     "risk": a.get("residual_risk"),
