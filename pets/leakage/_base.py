@@ -213,8 +213,9 @@ def rate_result(
     low, high = rate.interval
     control_rate = control.value if isinstance(control, Rate) else control
     reference = baseline if control_rate is None else control_rate
-    if rate.value <= baseline and not note:
-        note = "the attack did no better than the baseline guess"
+    if rate.value <= baseline:
+        warning = "the attack did no better than the baseline guess"
+        note = f"{note}; {warning}" if note else warning
     return AttackResult(
         attack=attack,
         attacker=attacker,

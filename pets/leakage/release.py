@@ -866,7 +866,7 @@ def _singling_out(
         f"predicates on {m} held-out patients, brought to {n} rows by a gamma-Poisson "
         "model of each predicate's weight"
     )
-    return _rated(
+    return rate_result(
         SINGLING_OUT,
         "A0",
         observer,
@@ -876,7 +876,7 @@ def _singling_out(
         control=control_rate,
         cost_s=time.perf_counter() - start,
         note=note,
-        extra=extra,
+        **extra,
     )
 
 
@@ -924,7 +924,7 @@ def _linkability(
         f"the two halves of a target ({', '.join(names[0])} | {', '.join(names[1])}) "
         f"point to the same released row ({k} nearest each); control: held-out patients"
     )
-    return _rated(
+    return rate_result(
         LINKABILITY,
         "A1",
         observer,
@@ -934,7 +934,7 @@ def _linkability(
         control=control,
         cost_s=time.perf_counter() - start,
         note=note,
-        extra={"neighbours": k, "halves": [list(names[0]), list(names[1])], **common},
+        **{"neighbours": k, "halves": [list(names[0]), list(names[1])], **common},
     )
 
 
@@ -992,7 +992,7 @@ def _inference(
             "held-out patients; baseline: a value drawn from the release"
         )
         results.append(
-            _rated(
+            rate_result(
                 INFERENCE,
                 "A1",
                 observer,
@@ -1002,7 +1002,7 @@ def _inference(
                 control=hits[1] / len(targets[1]),
                 cost_s=time.perf_counter() - start,
                 note=note,
-                extra={
+                **{
                     "secret": column,
                     "known": known,
                     "continuous": continuous,
@@ -1104,7 +1104,7 @@ def _distance_attacks(
     scores = -np.concatenate([dcr_in, dcr_out])
     is_member = np.concatenate([np.ones(len(dcr_in), bool), np.zeros(len(dcr_out), bool)])
     successes = cross_fitted_hits(scores, is_member, balanced_halves(is_member, rng))
-    membership = _rated(
+    membership = rate_result(
         MEMBERSHIP,
         "A0",
         observer,
@@ -1117,7 +1117,7 @@ def _distance_attacks(
             "score: minus the distance to the closest released row; balanced accuracy of "
             "a threshold chosen on the other half of the targets"
         ),
-        extra={
+        **{
             "method": "distance_to_closest_record",
             "members": len(dcr_in),
             "non_members": len(dcr_out),
@@ -1131,34 +1131,3 @@ def _distance_attacks(
 # --------------------------------------------------------------------------------------
 # Results
 # --------------------------------------------------------------------------------------
-
-
-def _rated(
-    attack_name: str,
-    attacker: str,
-    observer: str,
-    *,
-    successes: int,
-    trials: int,
-    baseline: float,
-    control: float | None,
-    cost_s: float,
-    note: str,
-    extra: dict[str, Any],
-) -> AttackResult:
-    """:func:`rate_result`, keeping its warning when the attack does not beat the
-    baseline alongside the attack's own note."""
-    if successes / trials <= baseline:
-        note = f"{note}; the attack did no better than the baseline guess"
-    return rate_result(
-        attack_name,
-        attacker,
-        observer,
-        successes=successes,
-        trials=trials,
-        baseline=baseline,
-        control=control,
-        cost_s=cost_s,
-        note=note,
-        **extra,
-    )

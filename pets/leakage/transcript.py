@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from pets.leakage._base import AttackContext, AttackResult, not_applicable
-from pets.leakage.rates import Rate, residual_risk
+from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate_result
+from pets.leakage.rates import Rate
 
 __all__ = ["attack", "encodings", "scan", "text_tokens", "transcript_exposure"]
 
@@ -263,40 +263,30 @@ def transcript_exposure(
         applicable, never zero.
     """
     rng = np.random.default_rng(seed)
-    results = []
-    for observer, payloads in received.items():
-        seen = _observe(observer, list(payloads), sensitive, rng)
-        base = {
-            "attack": ATTACK,
-            "attacker": ATTACKER,
-            "observer": observer,
-            "targets": seen["targets"],
-        }
-        if "why" in seen:
-            results.append({**base, "applicable": False, "note": seen["why"]})
-            continue
-        rate, control = (
-            Rate(seen["hits"], seen["trials"]),
-            Rate(seen["control_hits"], seen["trials"]),
-        )
-        low, high = rate.interval
-        results.append(
-            {
-                **base,
-                "applicable": True,
-                "success_rate": rate.value,
-                "ci_low": low,
-                "ci_high": high,
-                "control_rate": control.value,
-                "baseline": control.value,
-                "residual_risk": residual_risk(rate.value, control.value),
-                "trials": seen["trials"],
-                "bytes_searched": seen["bytes_searched"],
-                "by_column": seen["by_column"],
-                "cost_s": seen["cost_s"],
-            }
-        )
-    return results
+    return [
+        _result(observer, _observe(observer, list(payloads), sensitive, rng)).to_dict()
+        for observer, payloads in received.items()
+    ]
+
+
+def _result(observer: str, seen: dict[str, Any]) -> AttackResult:
+    """Turn one party's search into its result, the control netted out."""
+    if "why" in seen:
+        return not_applicable(ATTACK, ATTACKER, observer, seen["why"])
+    control = Rate(seen["control_hits"], seen["trials"]).value
+    return rate_result(
+        ATTACK,
+        ATTACKER,
+        observer,
+        successes=seen["hits"],
+        trials=seen["trials"],
+        baseline=control,
+        control=control,
+        cost_s=seen["cost_s"],
+        by_column=seen["by_column"],
+        bytes_searched=seen["bytes_searched"],
+        targets=seen["targets"],
+    )
 
 
 def attack(context: AttackContext) -> list[AttackResult]:
@@ -309,35 +299,10 @@ def attack(context: AttackContext) -> list[AttackResult]:
     applicable. The control (values moved by a small offset) is the baseline netted out.
     """
     session, sensitive = context.session, context.problem.sensitive
-    results: list[AttackResult] = []
-    for observer in session.party_names:
-        seen = _observe(observer, session.received_bytes(observer), sensitive, context.rng)
-        if "why" in seen:
-            results.append(not_applicable(ATTACK, ATTACKER, observer, seen["why"]))
-            continue
-        rate, control = (
-            Rate(seen["hits"], seen["trials"]),
-            Rate(seen["control_hits"], seen["trials"]),
+    return [
+        _result(
+            observer,
+            _observe(observer, session.received_bytes(observer), sensitive, context.rng),
         )
-        low, high = rate.interval
-        results.append(
-            AttackResult(
-                attack=ATTACK,
-                attacker=ATTACKER,
-                observer=observer,
-                success_rate=rate.value,
-                ci_low=low,
-                ci_high=high,
-                baseline=control.value,
-                control_rate=control.value,
-                residual_risk=residual_risk(rate.value, control.value),
-                trials=seen["trials"],
-                cost_s=seen["cost_s"],
-                extra={
-                    "by_column": seen["by_column"],
-                    "bytes_searched": seen["bytes_searched"],
-                    "targets": seen["targets"],
-                },
-            )
-        )
-    return results
+        for observer in session.party_names
+    ]
