@@ -59,3 +59,55 @@ def solve_card(backend: Any, card_id: str, scenario_dir: Path, size: int, seed: 
     kind = TASK_KINDS[card.kind]
     reference = kind.reference(problem)
     return output, reference, kind.score(output, reference, problem), problem, session
+
+
+ALL_ATTACKERS = ("A0", "A1", "A2", "A3")
+
+
+def context_for(
+    problem: Any,
+    session: Session,
+    output: Any,
+    factory: Any,
+    *,
+    attackers: tuple[str, ...] = ALL_ATTACKERS,
+    effort: Any = None,
+) -> Any:
+    """Return an ``AttackContext`` on a finished run: the claim of ``factory()``, a rerun
+    oracle building fresh backends from ``factory``, fast effort unless given, seed 0."""
+    import numpy as np
+
+    from pets.leakage import EFFORT, AttackContext, make_rerun
+
+    return AttackContext(
+        problem=problem,
+        session=session,
+        output=output,
+        claim=factory().capabilities.claim,
+        attackers=attackers,
+        effort=effort or EFFORT["fast"],
+        rng=np.random.default_rng(0),
+        rerun=make_rerun(factory),
+    )
+
+
+def attack_context(
+    backend_cls: Any,
+    card_id: str,
+    scenario_dir: Path,
+    size: int,
+    *,
+    attackers: tuple[str, ...] = ALL_ATTACKERS,
+    effort: Any = None,
+    **params: Any,
+) -> Any:
+    """Run ``backend_cls(**params)`` on a card and return the ``AttackContext`` on it."""
+    output, _, _, problem, session = solve_card(backend_cls(**params), card_id, scenario_dir, size)
+    return context_for(
+        problem,
+        session,
+        output,
+        lambda: backend_cls(**params),
+        attackers=attackers,
+        effort=effort,
+    )

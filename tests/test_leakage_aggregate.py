@@ -12,32 +12,19 @@ from pets.backends.he.ckks import TensealCKKS
 from pets.backends.plaintext import Plaintext
 from pets.backends.sdc import SdcSuppress
 from pets.leakage import (
-    EFFORT,
-    AttackContext,
     differencing,
     evaluate_leakage,
-    make_rerun,
     reconstruction,
 )
 from pets.leakage.reconstruction import reconstruct
 
-from conftest import solve_card
+from conftest import attack_context
 
 ALL = ("A0", "A1", "A2", "A3")
 
 
 def _context(backend_cls, card, scenario_dir, size, attackers=ALL, **params):
-    output, _, _, problem, session = solve_card(backend_cls(**params), card, scenario_dir, size)
-    return AttackContext(
-        problem=problem,
-        session=session,
-        output=output,
-        claim=backend_cls(**params).capabilities.claim,
-        attackers=attackers,
-        effort=EFFORT["fast"],
-        rng=np.random.default_rng(0),
-        rerun=make_rerun(lambda: backend_cls(**params)),
-    )
+    return attack_context(backend_cls, card, scenario_dir, size, attackers=attackers, **params)
 
 
 def _one(results):

@@ -11,7 +11,7 @@ import pytest
 from pets.leakage import EFFORT, AttackContext, dp_audit, evaluate_leakage, make_rerun
 from pets.leakage.dp_audit import audit_scores, epsilon_cap
 
-from conftest import solve_card
+from conftest import context_for, solve_card
 from misbehaving import TooLittleNoise
 
 pytest.importorskip("opendp")
@@ -19,16 +19,7 @@ pytest.importorskip("opendp")
 
 def _context(backend, factory, card, scenario_dir, size, effort):
     output, _, _, problem, session = solve_card(backend, card, scenario_dir, size)
-    return AttackContext(
-        problem=problem,
-        session=session,
-        output=output,
-        claim=backend.capabilities.claim,
-        attackers=("A0", "A1", "A2", "A3"),
-        effort=effort,
-        rng=np.random.default_rng(0),
-        rerun=make_rerun(factory),
-    )
+    return context_for(problem, session, output, factory, effort=effort)
 
 
 def test_a_perfect_test_reaches_the_cap_and_no_further():

@@ -15,31 +15,20 @@ from pets.backends.hashing import HashSalted, HashSha256, HmacKeyed
 from pets.backends.plaintext import Plaintext
 from pets.backends.psi import PsiEcdh
 from pets.data import nhs_number_is_valid
-from pets.leakage import EFFORT, AttackContext, evaluate_leakage, linkage, make_rerun, transcript
+from pets.leakage import EFFORT, AttackContext, evaluate_leakage, linkage, transcript
 from pets.scenarios import build_problem, load_scenario
 from pets.session import Session
 from pets.tasks.linkage import candidate_identifiers
 from pets.wire import pack
 
-from conftest import solve_card
+from conftest import attack_context
 
 CARD = "trial_recruitment_linkage"
 QUICK = 20_000
 
 
 def _context(backend_cls, scenario_dir, *, size=QUICK, attackers=("A0", "A1", "A2", "A3")):
-    backend = backend_cls()
-    output, _, _, problem, session = solve_card(backend, CARD, scenario_dir, size)
-    return AttackContext(
-        problem=problem,
-        session=session,
-        output=output,
-        claim=backend.capabilities.claim,
-        attackers=attackers,
-        effort=EFFORT["fast"],
-        rng=np.random.default_rng(0),
-        rerun=make_rerun(backend_cls),
-    )
+    return attack_context(backend_cls, CARD, scenario_dir, size, attackers=attackers)
 
 
 def _by_observer(results, attack):

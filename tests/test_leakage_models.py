@@ -16,13 +16,12 @@ from pets.leakage import (
     Effort,
     extraction,
     federated,
-    make_rerun,
     membership,
 )
 from pets.session import Session
 from pets.tasks import TRAIN, PartyRole, ScenarioData
 
-from conftest import solve_card
+from conftest import attack_context
 
 ALL = ("A0", "A1", "A2", "A3")
 #: One rerun of the single-patient game (five trusts: five targets).
@@ -30,16 +29,8 @@ ONE_RERUN = Effort(targets=5, attacks=500, shadows=8, audit_trials=10, audit_sec
 
 
 def _context(backend_cls, card, scenario_dir, size, attackers=ALL, effort=None, **params):
-    output, _, _, problem, session = solve_card(backend_cls(**params), card, scenario_dir, size)
-    return AttackContext(
-        problem=problem,
-        session=session,
-        output=output,
-        claim=backend_cls(**params).capabilities.claim,
-        attackers=attackers,
-        effort=effort or EFFORT["fast"],
-        rng=np.random.default_rng(0),
-        rerun=make_rerun(lambda: backend_cls(**params)),
+    return attack_context(
+        backend_cls, card, scenario_dir, size, attackers=attackers, effort=effort, **params
     )
 
 

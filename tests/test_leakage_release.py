@@ -17,11 +17,11 @@ from pets.backends.sdc import SdcKanon
 from pets.backends.synth.copula import SynthCopula
 from pets.backends.synth.mst import SynthDP
 from pets.data import generate_cohort
-from pets.leakage import EFFORT, AttackContext, make_rerun, release, wilson_interval
+from pets.leakage import release, wilson_interval
 from pets.session import Session
 from pets.tasks import ReleaseOutput
 
-from conftest import SCENARIOS, solve_card
+from conftest import SCENARIOS, context_for, solve_card
 
 CARD = "research_data_release"
 QUICK = 5_000  # the card's quick size
@@ -36,16 +36,7 @@ BACKENDS = {
 
 
 def _context(backend_cls, params, output, problem, session, attackers=("A0", "A1", "A2", "A3")):
-    return AttackContext(
-        problem=problem,
-        session=session,
-        output=output,
-        claim=backend_cls(**params).capabilities.claim,
-        attackers=attackers,
-        effort=EFFORT["fast"],
-        rng=np.random.default_rng(0),
-        rerun=make_rerun(lambda: backend_cls(**params)),
-    )
+    return context_for(problem, session, output, lambda: backend_cls(**params), attackers=attackers)
 
 
 @cache
