@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-__all__ = ["join_frames", "pack", "split_frames", "unpack"]
+__all__ = ["join_frames", "pack", "split_frames", "try_unpack", "unpack"]
 
 _FRAME, _ARRAY, _JSON = b"F", b"A", b"J"
 
@@ -74,6 +74,15 @@ def unpack(payload: bytes) -> Any:
     if tag == _JSON:
         return json.loads(body)
     raise ValueError(f"unknown wire tag {tag!r}: not a message made by pets.wire.pack")
+
+
+def try_unpack(payload: bytes) -> Any:
+    """Return :func:`unpack` of ``payload``, or None when it is not a message of this
+    format (ciphertexts, secret shares, raw socket bytes), as an observer reads bytes."""
+    try:
+        return unpack(payload)
+    except Exception:  # anything that is not a pets.wire message
+        return None
 
 
 def join_frames(frames: list[bytes]) -> bytes:

@@ -25,7 +25,9 @@ from conftest import attack_context
 
 ALL = ("A0", "A1", "A2", "A3")
 #: One rerun of the single-patient game (five trusts: five targets).
-ONE_RERUN = Effort(targets=5, attacks=500, shadows=8, audit_trials=10, audit_seconds=5.0)
+ONE_RERUN = Effort(
+    targets=5, attacks=500, shadows=8, audit_trials=10, audit_seconds=5, probe_seconds=5
+)
 
 
 def _context(backend_cls, card, scenario_dir, size, attackers=ALL, effort=None, **params):

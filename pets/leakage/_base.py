@@ -67,6 +67,9 @@ class Effort:
         Runs of the mechanism on each of two neighbouring inputs in a DP audit.
     audit_seconds : float
         Time budget of one DP audit; it stops early and says so.
+    probe_seconds : float
+        Time budget of an attack that reruns the backend once per target or two
+        (cardinality probing, federated-update reconstruction); at least one rerun.
     """
 
     targets: int
@@ -74,12 +77,22 @@ class Effort:
     shadows: int
     audit_trials: int
     audit_seconds: float
+    probe_seconds: float
 
 
 #: Effort per mode; ``off`` runs no attack.
 EFFORT = {
-    "fast": Effort(targets=40, attacks=500, shadows=8, audit_trials=150, audit_seconds=20.0),
-    "full": Effort(targets=120, attacks=2000, shadows=16, audit_trials=1000, audit_seconds=600.0),
+    "fast": Effort(
+        targets=40, attacks=500, shadows=8, audit_trials=150, audit_seconds=20, probe_seconds=5
+    ),
+    "full": Effort(
+        targets=120,
+        attacks=2000,
+        shadows=16,
+        audit_trials=1000,
+        audit_seconds=600,
+        probe_seconds=120,
+    ),
 }
 
 

@@ -23,7 +23,7 @@ reads what the aggregator received, generically:
 - anything else (ciphertexts, secret shares, raw socket bytes) is unreadable.
 
 One rerun gives one target per data holder; the attack reruns until it has
-``effort.targets`` targets or spends :data:`RERUN_BUDGET_S` (at least one rerun).
+``effort.targets`` targets or spends ``effort.probe_seconds`` (at least one rerun).
 Keeping every trust at one patient is a way to play several independent games in one
 run: each trust's update depends on its own patient and the global weights only, and
 the aggregator knows the global weights.
@@ -56,17 +56,14 @@ from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate
 from pets.session import Session
 from pets.tasks import design_matrix, labels, public_ranges
 from pets.tasks._columns import DERIVED_FEATURES
-from pets.wire import unpack
+from pets.wire import try_unpack
 
-__all__ = ["RERUN_BUDGET_S", "TOLERANCE", "attack", "read_updates"]
+__all__ = ["TOLERANCE", "attack", "read_updates"]
 
 ATTACK = "update_reconstruction"
 
 #: Largest error of a recovered feature, in design-matrix units.
 TOLERANCE = 0.01
-
-#: Seconds of reruns per leakage mode before the attack stops (after the first rerun).
-RERUN_BUDGET_S = {"fast": 5.0, "full": 120.0}
 
 
 def attack(context: AttackContext) -> list[AttackResult]:
@@ -123,7 +120,7 @@ def attack(context: AttackContext) -> list[AttackResult]:
     start = time.perf_counter()
     rng = context.rng
     wanted = max(1, math.ceil(context.effort.targets / len(holders)))
-    budget = RERUN_BUDGET_S.get(context.mode, RERUN_BUDGET_S["fast"])
+    budget = context.effort.probe_seconds
     successes = control_hits = trials = whole = read = reruns = 0
     errors: list[float] = []
     failures: list[str] = []
@@ -199,20 +196,13 @@ def _protocol(session: Session, observer: str, holders: Sequence[str], d: int) -
     them global weights), ``"rows"`` (it receives their rows), or None."""
     for message in session.transcript:
         if message.sender == observer and message.receiver in holders:
-            value = _decode(message.payload)
+            value = try_unpack(message.payload)
             if isinstance(value, np.ndarray) and value.ndim == 1 and value.size == d + 1:
                 return "updates"
         if message.receiver == observer and message.sender in holders:
-            if isinstance(_decode(message.payload), pd.DataFrame):
+            if isinstance(try_unpack(message.payload), pd.DataFrame):
                 return "rows"
     return None
-
-
-def _decode(payload: bytes) -> Any:
-    try:
-        return unpack(payload)
-    except Exception:  # ciphertexts, shares, anything that is not a pets.wire message
-        return None
 
 
 def read_updates(
@@ -239,13 +229,13 @@ def read_updates(
         deltas = []
         for message in session.transcript:
             if message.sender == observer and message.receiver == holder:
-                value = _decode(message.payload)
+                value = try_unpack(message.payload)
                 if _is_vector(value, d + 1):
                     last_global = np.asarray(value, dtype=np.float64)
                 continue
             if message.sender != holder or message.receiver != observer:
                 continue
-            value = _decode(message.payload)
+            value = try_unpack(message.payload)
             if isinstance(value, pd.DataFrame) and all(
                 (DERIVED_FEATURES[f][0] if f in DERIVED_FEATURES else f) in value.columns
                 for f in features

@@ -27,7 +27,7 @@ Two attacks by an honest-but-curious party:
   card: aged 40-75 with HbA1c above 48). Targets are balanced (half in that set, half
   not, drawn from the region's numbers), so guessing scores one half. Each probe is a
   full protocol run through the rerun oracle; the number of probes is
-  ``effort.targets`` within a time budget (a tenth of ``effort.audit_seconds``), taken
+  ``effort.targets`` within a time budget (``effort.probe_seconds``), taken
   in member/non-member pairs so that stopping early keeps the balance. Where the
   recipient learns the intersection itself, probing adds nothing to the declared output
   and the result says so.
@@ -56,7 +56,7 @@ from pets.leakage._base import (
 )
 from pets.leakage.transcript import scan, text_tokens
 from pets.tasks.linkage import candidate_identifiers, eligible
-from pets.wire import unpack
+from pets.wire import try_unpack
 
 __all__ = [
     "attack",
@@ -146,10 +146,9 @@ def wire_strings(payloads: Iterable[bytes]) -> set[str]:
 def _messages(payload: bytes, limit: int = 4096) -> list[Any]:
     """Decode ``payload`` as one wire message, or as a stream of them
     (:func:`pets.wire.join_frames`); anything else gives nothing."""
-    try:
-        return [unpack(payload)]
-    except Exception:  # not one message: perhaps a stream of them
-        pass
+    whole = try_unpack(payload)
+    if whole is not None:
+        return [whole]
     parts, i = [], 0
     while i < len(payload):
         n = int.from_bytes(payload[i : i + 8], "little")
@@ -157,13 +156,7 @@ def _messages(payload: bytes, limit: int = 4096) -> list[Any]:
             return []
         parts.append(payload[i + 8 : i + 8 + n])
         i += 8 + n
-    out = []
-    for part in parts:
-        try:
-            out.append(unpack(part))
-        except Exception:  # not a wire message after all
-            continue
-    return out
+    return [m for m in map(try_unpack, parts) if m is not None]
 
 
 # -- dictionary re-identification ----------------------------------------------------------
@@ -370,7 +363,7 @@ def cardinality_probing(context: AttackContext) -> list[AttackResult]:
     if len(base) > BASE_ROWS:
         base = base.iloc[np.sort(context.rng.choice(len(base), BASE_ROWS, replace=False))]
         base = base.reset_index(drop=True)
-    budget = context.effort.audit_seconds / 10
+    budget = context.effort.probe_seconds
 
     def cardinality(frame: pd.DataFrame) -> int:
         data = {**context.problem.party_data, recipient: frame}
