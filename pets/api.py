@@ -24,14 +24,17 @@ from __future__ import annotations
 
 import enum
 import inspect
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pets.runtime.context import PartyContext
 from pets.tasks import (
     AggregateOutput,
     InferenceOutput,
     LinkageOutput,
     LogisticModel,
+    PartyRole,
     QueryOutput,
     ReleaseOutput,
     Task,
@@ -48,7 +51,9 @@ __all__ = [
     "InferenceOutput",
     "LinkageOutput",
     "LogisticModel",
+    "PartyContext",
     "PartyFailure",
+    "PartyRole",
     "PetClass",
     "QueryOutput",
     "ReleaseOutput",
@@ -139,6 +144,36 @@ class Claim:
         out["declared_leakage"] = list(self.declared_leakage)
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Claim:
+        """Rebuild a claim from :meth:`to_dict` data, checking every field.
+
+        Raises
+        ------
+        ValueError
+            If a field is unknown or has the wrong type or value.
+        """
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"Claim has no field {unknown[0]!r}")
+        fields_ = dict(data)
+        if "security_model" in fields_:
+            fields_["security_model"] = SecurityModel(fields_["security_model"])
+        if "declared_leakage" in fields_:
+            leakage = fields_["declared_leakage"]
+            if not isinstance(leakage, list | tuple) or not all(
+                isinstance(x, str) for x in leakage
+            ):
+                raise ValueError("Claim.declared_leakage must be a list of strings")
+            fields_["declared_leakage"] = tuple(leakage)
+        for name in ("epsilon", "delta"):
+            value = fields_.get(name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise ValueError(f"Claim.{name} must be a number or null, got {value!r}")
+        return cls(**fields_)
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -156,6 +191,10 @@ class Capabilities:
         True when the backend starts its own operating-system processes.
     extra : str or None
         The optional install extra that provides the backend's libraries.
+    sockets : bool
+        True when the party programs talk over their own TCP sockets (a library's own
+        network stack, as MPyC's): each party gets loopback addresses in
+        ``context.network`` and the harness relays and meters the bytes.
     """
 
     task_kinds: frozenset[str]
@@ -163,6 +202,7 @@ class Capabilities:
     claim: Claim = field(default_factory=Claim)
     needs_processes: bool = False
     extra: str | None = None
+    sockets: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the capabilities as JSON-ready data."""
@@ -172,7 +212,35 @@ class Capabilities:
             "claim": self.claim.to_dict(),
             "needs_processes": self.needs_processes,
             "extra": self.extra,
+            "sockets": self.sockets,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Capabilities:
+        """Rebuild capabilities from :meth:`to_dict` data, checking every field.
+
+        Raises
+        ------
+        ValueError
+            If a field is missing, unknown, or has the wrong type or value.
+        """
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"Capabilities has no field {unknown[0]!r}")
+        kinds = data.get("task_kinds")
+        if not isinstance(kinds, list | tuple) or not all(isinstance(k, str) for k in kinds):
+            raise ValueError("Capabilities.task_kinds must be a list of task kind names")
+        extra = data.get("extra")
+        if extra is not None and not isinstance(extra, str):
+            raise ValueError("Capabilities.extra must be a string or null")
+        return cls(
+            task_kinds=frozenset(kinds),
+            pet_class=PetClass(data.get("pet_class")),
+            claim=Claim.from_dict(data.get("claim") or {}),
+            needs_processes=bool(data.get("needs_processes", False)),
+            extra=extra,
+            sockets=bool(data.get("sockets", False)),
+        )
 
 
 class PartyFailure(RuntimeError):
@@ -225,15 +293,38 @@ class Backend:
         """What this backend serves and claims."""
         raise NotImplementedError(f"{type(self).__name__} must define `capabilities`")
 
+    def helpers(self, task: Task) -> tuple[PartyRole, ...]:
+        """Parties this backend brings for ``task`` besides the card's (an extra MPC
+        server, a key holder). They hold no data; each runs the party program in its own
+        process and what it receives is attacked like any other party's view."""
+        return ()
+
+    def run_party(self, context: PartyContext) -> Any:  # pragma: no cover - abstract
+        """The program every party runs, each in its own process (SPMD).
+
+        ``context`` holds this party's name, role and data, the public task, and the
+        channel to the other parties. The recipient (``context.task.recipient``)
+        returns the task kind's output type; every other party returns None.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must define `run_party`")
+
+    @classmethod
+    def runs_parties(cls) -> bool:
+        """Whether this backend defines party programs (:meth:`run_party`); the harness
+        then runs each party in its own process (records say ``isolation: process``)."""
+        return cls.run_party is not Backend.run_party
+
     def run(self, task: Task, session: Session) -> Any:  # pragma: no cover - abstract
-        """Answer ``task`` using only ``session`` for data and communication.
+        """Prototyping style, in one process: answer ``task`` acting as each party in
+        turn through ``session.as_party``. Records of such a backend say
+        ``isolation: api``; every built-in backend defines :meth:`run_party` instead.
 
         Returns
         -------
         object
             An instance of the task kind's output type.
         """
-        raise NotImplementedError(f"{type(self).__name__} must define `run`")
+        raise NotImplementedError(f"{type(self).__name__} must define `run_party` or `run`")
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

@@ -82,6 +82,7 @@ class Record:
     leakage: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
+    isolation: str = ""
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -237,6 +237,19 @@ class Session:
 
     # -- channel -----------------------------------------------------------------------
     def _send(self, sender: str, receiver: str, payload: Any, tag: str) -> None:
+        self.carry(sender, receiver, payload, tag)
+
+    def carry(self, sender: str, receiver: str, payload: Any, tag: str = "") -> None:
+        """Carry one message from ``sender`` to ``receiver``: count it, keep it in the
+        transcript and queue it until the receiver takes it (the harness's side of a
+        party's ``send``).
+
+        Raises
+        ------
+        ChannelError
+            If the receiver is the sender or the payload is not bytes.
+        """
+        self._known(sender)
         self._known(receiver)
         if receiver == sender:
             raise ChannelError(f"{sender!r} tried to send a message to itself")
@@ -259,15 +272,30 @@ class Session:
         self._queues.setdefault((sender, receiver), deque()).append(message)
 
     def _receive(self, sender: str, receiver: str, tag: str | None) -> bytes:
+        payload = self.take(sender, receiver, tag)
+        if payload is None:
+            what = f" with tag {tag!r}" if tag is not None else ""
+            raise ChannelError(f"no message{what} waiting from {sender!r} to {receiver!r}")
+        return payload
+
+    def take(self, sender: str, receiver: str, tag: str | None = None) -> bytes | None:
+        """Hand ``receiver`` the first waiting message from ``sender`` (with ``tag``, if
+        given), or None if none waits; the receiver's causal depth follows it."""
         self._known(sender)
+        self._known(receiver)
         queue = self._queues.get((sender, receiver), deque())
         for i, message in enumerate(queue):
             if tag is None or message.tag == tag:
                 del queue[i]
                 self._depth[receiver] = max(self._depth[receiver], message.depth)
                 return message.payload
-        what = f" with tag {tag!r}" if tag is not None else ""
-        raise ChannelError(f"no message{what} waiting from {sender!r} to {receiver!r}")
+        return None
+
+    def record_reveal(self, party: str, label: str, value: Any) -> None:
+        """Record that ``party`` learned ``value`` in the clear (the harness's side of a
+        party's ``reveal``)."""
+        self._known(party)
+        self._reveals.append((party, label, value))
 
     def add_external_traffic(
         self,
@@ -381,6 +409,15 @@ class Session:
         totals["wall_s"] += now_w - entry[1]
         totals["cpu_s"] += now_c - entry[2]
         entry[1:] = [now_w, now_c]
+
+    def add_phase_times(self, phases: Mapping[str, Mapping[str, float]]) -> None:
+        """Merge one party process's phase totals: CPU and counts add up, wall time is
+        the longest any party spent in the phase (parties run side by side)."""
+        for name, totals in phases.items():
+            mine = self._phase_totals.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "count": 0})
+            mine["wall_s"] = max(mine["wall_s"], float(totals.get("wall_s", 0.0)))
+            mine["cpu_s"] += float(totals.get("cpu_s", 0.0))
+            mine["count"] += int(totals.get("count", 0))
 
     def phase_times(self) -> dict[str, dict[str, float]]:
         """Phase name to ``wall_s``, ``cpu_s`` and ``count``."""

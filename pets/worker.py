@@ -122,12 +122,22 @@ def redact(message: str) -> str:
 
 
 def execute_cell(spec: CellSpec) -> Record:
-    """Run one cell and return its record; never raises for a backend's fault."""
-    from pets.api import PartyFailure, UnsupportedTask
-    from pets.leakage import evaluate_leakage, make_rerun
-    from pets.registry import load_target
+    """Run one cell and return its record; never raises for a backend's fault.
+
+    A backend with party programs (:meth:`~pets.api.Backend.run_party`) never runs in
+    this process: a throwaway party process describes it, and each party of the run is a
+    process of its own that holds only its data (``isolation: process``). A backend
+    written in the one-process prototyping style (``run``) runs here, and its record says
+    ``isolation: api``.
+    """
+    from pets.api import Capabilities
+    from pets.runtime.harness import (
+        PartyLauncher,
+        PartyProgramError,
+        ProtocolRunner,
+        describe_backend,
+    )
     from pets.scenarios import build_problem, load_scenario
-    from pets.session import PartyAccessError, Session
     from pets.tasks import TASK_KINDS
 
     params = dict(spec["params"])
@@ -150,30 +160,82 @@ def execute_cell(spec: CellSpec) -> Record:
     scenario = load_scenario(spec["card"])
     base["kind"] = scenario.kind
     kind = TASK_KINDS[scenario.kind]
+    target = spec["target"]
+    launcher = PartyLauncher(preload=[target.split(":", 1)[0]])
+    problem = build_problem(scenario, spec["size"], spec["seed"])
     try:
-        backend_cls = load_target(spec["target"], spec["backend"])
-    except ImportError as exc:
-        return failed("failed", str(exc))
-    unknown = sorted(set(params) - set(backend_cls.param_names()))
-    if unknown:
+        description = describe_backend(launcher, target, params, problem.task)
+    except PartyProgramError as exc:
+        if exc.status == "failed" and "ModuleNotFoundError" in str(exc):
+            return failed("failed", str(exc))
+        return failed(exc.status, f"{spec['backend']!r} could not be built: {exc}")
+    if description.unknown:
         return failed(
             "failed",
-            f"backend {spec['backend']!r} has no parameter {unknown[0]!r}; "
-            f"parameters: {', '.join(backend_cls.param_names()) or '(none)'}",
+            f"backend {spec['backend']!r} has no parameter {description.unknown[0]!r}; "
+            f"parameters: {', '.join(description.param_names) or '(none)'}",
         )
     try:
-        backend = backend_cls(**params)
-        capabilities = backend.capabilities
+        capabilities = Capabilities.from_dict(description.capabilities)
     except (TypeError, ValueError) as exc:
-        return failed("failed", f"bad parameters for {spec['backend']!r}: {exc}")
+        return failed("failed", f"{spec['backend']!r} declared invalid capabilities: {exc}")
     base["pet_class"] = capabilities.pet_class.value
     if scenario.kind not in capabilities.task_kinds:
         return failed(
             "unsupported",
             unsupported_message(spec["backend"], capabilities.task_kinds, scenario.kind),
         )
+    if not description.runs_parties:
+        return _execute_in_process(spec, base, scenario, problem, capabilities, failed)
+    base["isolation"] = "process"
+    runner = ProtocolRunner(
+        launcher,
+        target,
+        params,
+        output_type=kind.output_type,
+        sockets=capabilities.sockets,
+        helpers=(problem.task, description.helpers),
+    )
+    try:
+        run = runner.run(problem.task, problem.party_data)
+    except PartyProgramError as exc:
+        prefix = "" if exc.party is None else f"party {exc.party!r}: "
+        return failed(exc.status, prefix + str(exc))
+    cost = _cost(spec, run.wall_s, run.cpu_s, run.peak_rss_mb, run.session)
+    cost["party_startup_s"] = run.startup_s
+    cost["by_party"] = run.party_costs
+    return _score(
+        spec,
+        base,
+        scenario,
+        problem,
+        capabilities,
+        run.output,
+        run.session,
+        cost,
+        runner,
+        failed,
+    )
 
-    problem = build_problem(scenario, spec["size"], spec["seed"])
+
+def _execute_in_process(
+    spec: CellSpec,
+    base: dict[str, Any],
+    scenario: Any,
+    problem: Any,
+    capabilities: Any,
+    failed: Any,
+) -> Record:
+    """The prototyping style: the backend's ``run`` acts as every party in this process."""
+    from pets.api import PartyFailure, UnsupportedTask
+    from pets.leakage import make_rerun
+    from pets.registry import load_target
+    from pets.session import PartyAccessError, Session
+
+    base["isolation"] = "api"
+    backend_cls = load_target(spec["target"], spec["backend"])
+    params = dict(spec["params"])
+    backend = backend_cls(**params)
     session = Session(problem.task.parties, problem.party_data)
     _reset_peak_rss()
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -193,10 +255,25 @@ def execute_cell(spec: CellSpec) -> Record:
     cpu = (time.process_time() - cpu0) + (
         children.ru_utime + children.ru_stime - children_before.ru_utime - children_before.ru_stime
     )
-    peak = _peak_rss_mb()
+    cost = _cost(spec, wall, cpu, _peak_rss_mb(), session)
+    rerun = make_rerun(lambda: backend_cls(**params))
+    return _score(
+        spec,
+        base,
+        scenario,
+        problem,
+        capabilities,
+        output,
+        session,
+        cost,
+        rerun,
+        failed,
+    )
 
+
+def _cost(spec: CellSpec, wall: float, cpu: float, peak: float, session: Any) -> dict[str, Any]:
     meter = session.meter()
-    cost = {
+    return {
         "wall_s": wall,
         "cpu_s": cpu,
         "peak_rss_mb": peak,
@@ -210,6 +287,25 @@ def execute_cell(spec: CellSpec) -> Record:
             wall, meter.rounds, meter.bytes_by_party, _profiles(spec.get("network"))
         ),
     }
+
+
+def _score(
+    spec: CellSpec,
+    base: dict[str, Any],
+    scenario: Any,
+    problem: Any,
+    capabilities: Any,
+    output: Any,
+    session: Any,
+    cost: dict[str, Any],
+    rerun: Any,
+    failed: Any,
+) -> Record:
+    """The harness's verdict on a finished run: accuracy, then leakage."""
+    from pets.leakage import evaluate_leakage
+    from pets.tasks import TASK_KINDS
+
+    kind = TASK_KINDS[scenario.kind]
     if not isinstance(output, kind.output_type):
         return failed(
             "failed",
@@ -227,7 +323,7 @@ def execute_cell(spec: CellSpec) -> Record:
         session,
         capabilities,
         output=output,
-        rerun=make_rerun(lambda: backend_cls(**params)),
+        rerun=rerun,
         attackers=scenario.attackers,
         mode=spec.get("leakage", "fast"),
         seed=spec["seed"],

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pets.registry import Registry
+from pets.runtime.harness import runner_for
 from pets.scenarios import build_problem, load_scenario
 from pets.session import Session
 from pets.tasks import TASK_KINDS
@@ -49,14 +50,26 @@ def scenario_dir() -> Path:
     return SCENARIOS
 
 
+def solve_problem(backend: Any, problem: Any) -> tuple:
+    """Run ``backend`` on a built problem, each party in its own process (or, for a
+    backend in the one-process prototyping style, in this process); return
+    ``(output, session)``."""
+    kind = TASK_KINDS[problem.task.kind]
+    if type(backend).runs_parties():
+        run = runner_for(backend, kind.output_type).run(problem.task, problem.party_data)
+        return run.output, run.session
+    session = Session(problem.task.parties, problem.party_data)
+    return backend.run(problem.task, session), session
+
+
 def solve_card(backend: Any, card_id: str, scenario_dir: Path, size: int, seed: int = 0) -> tuple:
-    """Run ``backend`` on one card in a fresh session, in this process; return
+    """Run ``backend`` on one card, each party in its own process (or, for a backend in
+    the one-process prototyping style, in this process); return
     ``(output, reference, accuracy, problem, session)``."""
     card = load_scenario(card_id, scenario_dir)
     problem = build_problem(card, size, seed=seed)
-    session = Session(problem.task.parties, problem.party_data)
-    output = backend.run(problem.task, session)
     kind = TASK_KINDS[card.kind]
+    output, session = solve_problem(backend, problem)
     reference = kind.reference(problem)
     return output, reference, kind.score(output, reference, problem), problem, session
 
@@ -77,7 +90,7 @@ def context_for(
     oracle building fresh backends from ``factory``, fast effort unless given, seed 0."""
     import numpy as np
 
-    from pets.leakage import EFFORT, AttackContext, make_rerun
+    from pets.leakage import EFFORT, AttackContext
 
     return AttackContext(
         problem=problem,
@@ -87,8 +100,29 @@ def context_for(
         attackers=attackers,
         effort=effort or EFFORT["fast"],
         rng=np.random.default_rng(0),
-        rerun=make_rerun(factory),
+        rerun=rerun_for(factory),
     )
+
+
+def rerun_for(factory: Any) -> Any:
+    """The rerun oracle of the backends ``factory()`` builds: through the party runtime
+    for party programs, in this process for the prototyping style."""
+    from pets.leakage import make_rerun
+
+    backend = factory()
+    if type(backend).runs_parties():
+        from pets.tasks import TASK_KINDS
+
+        runners: dict[str, Any] = {}
+
+        def rerun(problem: Any) -> Any:
+            kind = problem.task.kind
+            if kind not in runners:
+                runners[kind] = runner_for(backend, TASK_KINDS[kind].output_type)
+            return runners[kind](problem)
+
+        return rerun
+    return make_rerun(factory)
 
 
 def attack_context(

@@ -11,7 +11,7 @@ with secure aggregation (see :mod:`pets.backends.he`, :mod:`pets.backends.mpc`, 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,19 +20,29 @@ from pets.api import (
     Capabilities,
     Claim,
     LogisticModel,
+    PartyContext,
+    PartyRole,
     PetClass,
     SecurityModel,
     Task,
     UnsupportedTask,
 )
-from pets.session import PartyView, Session
 from pets.tasks import design_matrix, labels
 from pets.wire import pack, unpack
 
-__all__ = ["FedAvg", "FedAvgSecAgg", "federated_averaging", "local_update"]
+__all__ = [
+    "Aggregation",
+    "FedAvg",
+    "FedAvgSecAgg",
+    "federated_averaging",
+    "local_update",
+    "plain_sum",
+]
 
-#: aggregate(contribution, holders) -> summed vector, as the aggregator learns it.
-Aggregation = Callable[[Callable[[PartyView], np.ndarray], Sequence[str]], np.ndarray]
+#: ``aggregate(context, contribution) -> total``: a party program that sums the data
+#: holders' contributions (None at every other party) and returns the sum at the
+#: recipient (None elsewhere).
+Aggregation = Callable[[PartyContext, "np.ndarray | None"], "np.ndarray | None"]
 
 
 def local_update(
@@ -56,37 +66,52 @@ def local_update(
 
 
 def federated_averaging(
-    task: Task,
-    session: Session,
+    context: PartyContext,
     aggregate: Aggregation,
     *,
     rounds: int,
     local_steps: int,
     learning_rate: float,
     l2: float,
-) -> LogisticModel:
-    """Train with federated averaging; ``aggregate`` sums the trusts' contributions."""
+) -> LogisticModel | None:
+    """Train with federated averaging, as one party's program.
+
+    The aggregator (the recipient) sends the global weights to every data holder each
+    round; each holder trains locally and contributes ``n_k · w_k`` and ``n_k`` to
+    ``aggregate``, whose sum, at the aggregator, gives the new weights. Every party runs
+    ``aggregate`` each round (helper parties of a secure sum take part). The aggregator
+    returns the model; every other party returns None.
+    """
+    task = context.task
     features = list(task.params["features"])
     aggregator = task.recipient
     holders = list(task.parties_with_role("data_holder"))
     weights = np.zeros(len(features) + 1)
+    if context.name in holders:
+        x, y = design_matrix(context.data, features), labels(context.data, task)
     for _ in range(rounds):
-        with session.as_party(aggregator) as party:
+        contribution = None
+        if context.name == aggregator:
             for holder in holders:
-                party.send(holder, pack(weights), tag="global")
-
-        def contribution(party: PartyView) -> np.ndarray:
-            start = unpack(party.receive(aggregator, tag="global"))
-            with session.phase("train"):
-                x, y = design_matrix(party.data, features), labels(party.data, task)
+                if holder != aggregator:
+                    context.send(holder, pack(weights), tag="global")
+        if context.name in holders:
+            start = (
+                weights
+                if context.name == aggregator
+                else unpack(context.receive(aggregator, tag="global"))
+            )
+            with context.phase("train"):
                 w = local_update(x, y, start, steps=local_steps, learning_rate=learning_rate, l2=l2)
-            return np.append(len(y) * w, len(y))
-
-        total = aggregate(contribution, holders)
-        weights = total[:-1] / total[-1]
+            contribution = np.append(len(y) * w, len(y))
+        total = aggregate(context, contribution)
+        if context.name == aggregator:
+            assert total is not None
+            weights = total[:-1] / total[-1]
+    if context.name != aggregator:
+        return None
     model = LogisticModel(coef=weights[:-1], intercept=float(weights[-1]), features=tuple(features))
-    with session.as_party(aggregator) as party:
-        party.reveal("model", model)
+    context.reveal("model", model)
     return model
 
 
@@ -133,27 +158,34 @@ class FedAvg(Backend):
             ),
         )
 
-    def run(self, task: Task, session: Session) -> LogisticModel:
-        """Train across the data holders."""
-
-        def aggregate(
-            contribution: Callable[[PartyView], np.ndarray], holders: Sequence[str]
-        ) -> np.ndarray:
-            for holder in holders:
-                with session.as_party(holder) as party:
-                    party.send(task.recipient, pack(contribution(party)), tag="update")
-            with session.as_party(task.recipient) as party:
-                return sum(unpack(party.receive(h, tag="update")) for h in holders)
-
+    def run_party(self, context: PartyContext) -> LogisticModel | None:
+        """Train across the data holders; updates reach the aggregator in the clear."""
+        if context.task.kind != "train":
+            raise UnsupportedTask(f"fedavg serves train, not {context.task.kind}")
         return federated_averaging(
-            task,
-            session,
-            aggregate,
+            context,
+            plain_sum,
             rounds=self.rounds,
             local_steps=self.local_steps,
             learning_rate=self.learning_rate,
             l2=self.l2,
         )
+
+
+def plain_sum(context: PartyContext, contribution: np.ndarray | None) -> np.ndarray | None:
+    """Each data holder sends its contribution to the recipient in the clear; the
+    recipient returns their sum (an :data:`Aggregation` without any protection)."""
+    task = context.task
+    holders = task.parties_with_role("data_holder")
+    if context.name != task.recipient:
+        if contribution is not None:
+            context.send(task.recipient, pack(contribution), tag="update")
+        return None
+    parts = [
+        contribution if h == context.name else unpack(context.receive(h, tag="update"))
+        for h in holders
+    ]
+    return sum(parts)
 
 
 #: Secure-aggregation backends fedavg-secagg can run on: name -> (module, class, extra).
@@ -222,10 +254,15 @@ class FedAvgSecAgg(Backend):
             claim=claim,
             needs_processes=self.via == "mpyc",
             extra=_SECURE_SUMS[self.via][2],
+            sockets=self.via == "mpyc",
         )
 
-    def run(self, task: Task, session: Session) -> LogisticModel:
+    def helpers(self, task: Task) -> tuple[PartyRole, ...]:
+        """The secure-aggregation backend's helper parties."""
+        return self._secure().helpers(task)
+
+    def run_party(self, context: PartyContext) -> LogisticModel | None:
         """Train; each round's sum of updates runs on the secure backend."""
-        if task.kind != "train":
-            raise UnsupportedTask(f"fedavg-secagg serves train, not {task.kind}")
-        return self._secure().run(task, session)
+        if context.task.kind != "train":
+            raise UnsupportedTask(f"fedavg-secagg serves train, not {context.task.kind}")
+        return self._secure().run_party(context)

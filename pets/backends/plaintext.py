@@ -7,6 +7,7 @@ trust trains on its own rows alone and shares only the model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,14 +21,13 @@ from pets.api import (
     InferenceOutput,
     LinkageOutput,
     LogisticModel,
+    PartyContext,
     PetClass,
     QueryOutput,
     ReleaseOutput,
     SecurityModel,
-    Task,
     UnsupportedTask,
 )
-from pets.session import Session
 from pets.tasks import (
     answer_query,
     design_matrix,
@@ -40,7 +40,7 @@ from pets.tasks import (
 )
 from pets.wire import pack, unpack
 
-__all__ = ["LocalOnly", "Plaintext"]
+__all__ = ["LocalOnly", "Plaintext", "pool_rows"]
 
 
 class Plaintext(Backend):
@@ -69,105 +69,121 @@ class Plaintext(Backend):
             ),
         )
 
-    def run(self, task: Task, session: Session) -> Any:
-        """Answer ``task`` by shipping raw inputs to the party that computes."""
-        handler = getattr(self, f"_{task.kind}", None)
+    def run_party(self, context: PartyContext) -> Any:
+        """Answer the task by shipping raw inputs to the party that computes."""
+        handler = getattr(self, f"_{context.task.kind}", None)
         if handler is None:
-            raise UnsupportedTask(f"plaintext does not serve task kind {task.kind!r}")
-        return handler(task, session)
+            raise UnsupportedTask(f"plaintext does not serve task kind {context.task.kind!r}")
+        return handler(context)
 
-    def _pool(self, session: Session, holders: list[str], at: str) -> pd.DataFrame:
-        """Send each holder's rows to ``at``; return them pooled, as ``at`` sees them."""
-        frames = []
-        for holder in holders:
-            with session.as_party(holder) as party:
-                if holder == at:
-                    frames.append(party.data)
-                    continue
-                with session.phase("encode"):
-                    payload = pack(party.data)
-                party.send(at, payload, tag="rows")
-        with session.as_party(at) as party:
-            with session.phase("encode"):
-                for holder in holders:
-                    if holder != at:
-                        frames.append(unpack(party.receive(holder, tag="rows")))
-        return pd.concat(frames, ignore_index=True)
-
-    def _aggregate(self, task: Task, session: Session) -> AggregateOutput:
-        holders = list(task.parties_with_role("data_holder"))
-        pooled = self._pool(session, holders, task.recipient)
-        with session.phase("compute"):
+    def _aggregate(self, context: PartyContext) -> AggregateOutput | None:
+        task = context.task
+        pooled = pool_rows(context, task.parties_with_role("data_holder"), task.recipient)
+        if pooled is None:
+            return None
+        with context.phase("compute"):
             out = AggregateOutput(finish_means(local_aggregate(pooled, task), task))
-        with session.as_party(task.recipient) as party:
-            party.reveal("table", out)
+        context.reveal("table", out)
         return out
 
-    def _linkage(self, task: Task, session: Session) -> LinkageOutput:
+    def _linkage(self, context: PartyContext) -> LinkageOutput | None:
+        task = context.task
         other = next(n for n in task.party_names if n != task.recipient)
-        theirs = self._pool(session, [other], task.recipient)
-        with session.as_party(task.recipient) as party:
-            mine = party.data
-            with session.phase("compute"):
-                id_column = task.params["id_column"]
-                matches = np.intersect1d(
-                    eligible(mine, task, task.recipient)[id_column].to_numpy(),
-                    eligible(theirs, task, other)[id_column].to_numpy(),
-                )
-                stats = link_statistics({task.recipient: mine, other: theirs}, matches, task)
-                ids = (
-                    frozenset(int(x) for x in matches)
-                    if task.params["reveal"] == "intersection"
-                    else None
-                )
-                out = LinkageOutput(matches=ids, cardinality=int(matches.size), statistics=stats)
-            party.reveal("linkage", out)
+        theirs = pool_rows(context, [other], task.recipient)
+        if theirs is None:
+            return None
+        mine = context.data
+        with context.phase("compute"):
+            id_column = task.params["id_column"]
+            matches = np.intersect1d(
+                eligible(mine, task, task.recipient)[id_column].to_numpy(),
+                eligible(theirs, task, other)[id_column].to_numpy(),
+            )
+            stats = link_statistics({task.recipient: mine, other: theirs}, matches, task)
+            ids = (
+                frozenset(int(x) for x in matches)
+                if task.params["reveal"] == "intersection"
+                else None
+            )
+            out = LinkageOutput(matches=ids, cardinality=int(matches.size), statistics=stats)
+        context.reveal("linkage", out)
         return out
 
-    def _train(self, task: Task, session: Session) -> LogisticModel:
-        holders = list(task.parties_with_role("data_holder"))
-        pooled = self._pool(session, holders, task.recipient)
-        with session.phase("train"):
+    def _train(self, context: PartyContext) -> LogisticModel | None:
+        task = context.task
+        pooled = pool_rows(context, task.parties_with_role("data_holder"), task.recipient)
+        if pooled is None:
+            return None
+        with context.phase("train"):
             model = fit_logistic(
                 design_matrix(pooled, task.params["features"]), labels(pooled, task), task
             )
-        with session.as_party(task.recipient) as party:
-            party.reveal("model", model)
+        context.reveal("model", model)
         return model
 
-    def _inference(self, task: Task, session: Session) -> InferenceOutput:
+    def _inference(self, context: PartyContext) -> InferenceOutput | None:
+        task = context.task
         supplier, provider = task.params["supplier"], task.recipient
-        patients = self._pool(session, [provider], supplier)
-        with session.as_party(supplier) as party:
-            with session.phase("compute"):
-                scores = party.data.predict_proba(design_matrix(patients, task.params["features"]))
-            party.send(provider, pack(scores), tag="scores")
-        with session.as_party(provider) as party:
-            out = InferenceOutput(unpack(party.receive(supplier, tag="scores")))
-            party.reveal("scores", out)
+        patients = pool_rows(context, [provider], supplier)
+        if context.name == supplier:
+            with context.phase("compute"):
+                scores = context.data.predict_proba(
+                    design_matrix(patients, task.params["features"])
+                )
+            context.send(provider, pack(scores), tag="scores")
+            return None
+        if context.name != provider:
+            return None
+        out = InferenceOutput(unpack(context.receive(supplier, tag="scores")))
+        context.reveal("scores", out)
         return out
 
-    def _release(self, task: Task, session: Session) -> ReleaseOutput:
+    def _release(self, context: PartyContext) -> ReleaseOutput | None:
+        task = context.task
         (custodian,) = [n for n in task.party_names if n != task.recipient]
-        out = ReleaseOutput(self._pool(session, [custodian], task.recipient))
-        with session.as_party(task.recipient) as party:
-            party.reveal("release", out)
+        pooled = pool_rows(context, [custodian], task.recipient)
+        if pooled is None:
+            return None
+        out = ReleaseOutput(pooled)
+        context.reveal("release", out)
         return out
 
-    def _query(self, task: Task, session: Session) -> QueryOutput:
+    def _query(self, context: PartyContext) -> QueryOutput | None:
+        task = context.task
         (custodian,) = [n for n in task.party_names if n != task.recipient]
-        with session.as_party(task.recipient) as party:
-            party.send(custodian, pack(list(task.params["queries"])), tag="workload")
-        with session.as_party(custodian) as party:
-            workload = unpack(party.receive(task.recipient, tag="workload"))
-            with session.phase("compute"):
-                answers = [answer_query(party.data, q) for q in workload]
-            party.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
-        with session.as_party(task.recipient) as party:
-            received = unpack(party.receive(custodian, tag="answers"))
-            out = QueryOutput(tuple(_from_json(a) for a in received))
-            party.reveal("answers", out)
+        if context.name == custodian:
+            workload = unpack(context.receive(task.recipient, tag="workload"))
+            with context.phase("compute"):
+                answers = [answer_query(context.data, q) for q in workload]
+            context.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
+            return None
+        if context.name != task.recipient:
+            return None
+        context.send(custodian, pack(list(task.params["queries"])), tag="workload")
+        received = unpack(context.receive(custodian, tag="answers"))
+        out = QueryOutput(tuple(_from_json(a) for a in received))
+        context.reveal("answers", out)
         return out
+
+
+def pool_rows(context: PartyContext, holders: Sequence[str], at: str) -> pd.DataFrame | None:
+    """Each of ``holders`` sends its rows to ``at``, which returns them pooled in
+    ``holders`` order (its own rows, if it holds some, in their place); every other
+    party returns None."""
+    if context.name != at:
+        if context.name in holders:
+            with context.phase("encode"):
+                payload = pack(context.data)
+            context.send(at, payload, tag="rows")
+        return None
+    frames = []
+    with context.phase("encode"):
+        for holder in holders:
+            if holder == at:
+                frames.append(context.data)
+            else:
+                frames.append(unpack(context.receive(holder, tag="rows")))
+    return pd.concat(frames, ignore_index=True)
 
 
 class LocalOnly(Backend):
@@ -196,28 +212,32 @@ class LocalOnly(Backend):
             ),
         )
 
-    def run(self, task: Task, session: Session) -> LogisticModel:
+    def run_party(self, context: PartyContext) -> LogisticModel | None:
         """Fit at one trust and send the model's weights to the recipient."""
+        task = context.task
         holders = list(task.parties_with_role("data_holder"))
         trust = self.party if self.party is not None else holders[-1]
         if trust not in holders:
             raise UnsupportedTask(
                 f"local_only: party {trust!r} holds no data; data holders: {', '.join(holders)}"
             )
-        with session.as_party(trust) as party:
-            with session.phase("train"):
+        if context.name == trust:
+            with context.phase("train"):
                 model = fit_logistic(
-                    design_matrix(party.data, task.params["features"]),
-                    labels(party.data, task),
+                    design_matrix(context.data, task.params["features"]),
+                    labels(context.data, task),
                     task,
                 )
-            party.send(task.recipient, pack(np.append(model.coef, model.intercept)), tag="model")
-        with session.as_party(task.recipient) as party:
-            weights = unpack(party.receive(trust, tag="model"))
-            out = LogisticModel(
-                coef=weights[:-1], intercept=float(weights[-1]), features=model.features
-            )
-            party.reveal("model", out)
+            weights = np.append(model.coef, model.intercept)
+            context.send(task.recipient, pack(weights), tag="model")
+            return None
+        if context.name != task.recipient:
+            return None
+        weights = unpack(context.receive(trust, tag="model"))
+        out = LogisticModel(
+            coef=weights[:-1], intercept=float(weights[-1]), features=tuple(task.params["features"])
+        )
+        context.reveal("model", out)
         return out
 
 

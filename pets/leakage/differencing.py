@@ -39,7 +39,7 @@ from pets.leakage._base import (
     not_applicable,
     rate_result,
 )
-from pets.tasks._base import freeze
+from pets.tasks import freeze
 from pets.tasks.query import parse_workload
 
 __all__ = [

@@ -50,8 +50,7 @@ import pandas as pd
 
 from pets.leakage._base import AttackContext, AttackResult
 from pets.leakage.rates import clopper_pearson
-from pets.tasks import answer_query, local_aggregate, public_ranges
-from pets.tasks._base import freeze
+from pets.tasks import answer_query, freeze, local_aggregate, public_ranges
 
 __all__ = ["ALPHA", "DIRECTIONS", "Audit", "attack", "audit_scores", "epsilon_cap"]
 

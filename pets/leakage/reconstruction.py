@@ -34,7 +34,7 @@ from pets.leakage._base import (
     rate_result,
 )
 from pets.leakage.differencing import QUERY_QIS, literal, phantom_district, unique_targets
-from pets.tasks._base import freeze
+from pets.tasks import freeze
 from pets.tasks.query import parse_workload
 
 __all__ = ["attack", "reconstruct"]

@@ -14,6 +14,7 @@ from pets.tasks._base import (
     ScenarioData,
     Task,
     TaskKind,
+    freeze,
 )
 from pets.tasks._columns import DERIVED_FEATURES, design_matrix, public_ranges
 from pets.tasks.aggregate import (
@@ -51,6 +52,7 @@ __all__ = [
     "eligible",
     "finish_means",
     "fit_logistic",
+    "freeze",
     "labels",
     "link_statistics",
     "local_aggregate",

@@ -1,0 +1,129 @@
+"""The main function of a party process (runs there, never in the harness).
+
+A party process is forked from the harness's fork server, which preloaded the runtime
+and the backend's module but never held any party's data. It says ``hello``, then
+either describes the backend (``describe``: parameter names, capabilities, helper
+parties) or runs one party program (``start``): it builds the backend from its
+parameters, decodes its own input, calls ``backend.run_party(context)`` and reports
+``done`` with its output, or ``fail`` with a status and a message.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from pets.processes import die_with_parent
+from pets.runtime import _link
+from pets.runtime.codec import decode_task, decode_value, encode_value
+from pets.runtime.context import PartyContext, PartyNetwork
+from pets.tasks import PartyRole
+
+__all__ = ["party_main"]
+
+
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+
+
+def _fail(conn: Any, exc: BaseException) -> None:
+    from pets.api import PartyFailure, UnsupportedTask
+
+    if isinstance(exc, UnsupportedTask):
+        status, message = "unsupported", str(exc)
+    elif isinstance(exc, PartyFailure):
+        status, message = "party_failed", str(exc)
+    else:
+        status, message = "failed", f"{type(exc).__name__}: {exc}{_where(exc)}"
+    _link.write(conn, {"op": "fail", "status": status, "message": message[:4000]})
+
+
+def _load(target: str) -> Any:
+    from pets.registry import load_target
+
+    return load_target(target)
+
+
+def _describe(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
+    cls = _load(header["target"])
+    params = dict(header["params"])
+    names = list(cls.param_names())
+    unknown = sorted(set(params) - set(names))
+    if unknown:
+        _link.write(conn, {"op": "described", "param_names": names, "unknown": unknown})
+        return
+    backend = cls(**params)
+    capabilities = backend.capabilities
+    answer: dict[str, Any] = {
+        "op": "described",
+        "param_names": names,
+        "unknown": [],
+        "capabilities": capabilities.to_dict(),
+        "program": cls.runs_parties(),
+    }
+    if frames:
+        task = decode_task(frames[0])
+        answer["helpers"] = [[p.name, p.role] for p in backend.helpers(task)]
+    _link.write(conn, answer)
+
+
+def _start(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
+    task = decode_task(frames[0])
+    data = decode_value(frames[1]) if len(frames) > 1 and frames[1] else None
+    backend = _load(header["target"])(**header["params"])
+    network = header.get("network")
+    scratch = Path(header["scratch"])
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(scratch)
+    context = PartyContext(
+        conn,
+        name=header["name"],
+        role=header["role"],
+        task=task,
+        parties=tuple(PartyRole(n, r) for n, r in header["parties"]),
+        data=data,
+        network=None
+        if network is None
+        else PartyNetwork(
+            order=tuple(network["order"]),
+            listen=tuple(network["listen"]),
+            peers={k: tuple(v) for k, v in network["peers"].items()},
+        ),
+        scratch=scratch,
+    )
+    output = backend.run_party(context)
+    frames_out = [] if output is None else [encode_value(output)]
+    _link.write(conn, {"op": "done", "phases": context.phase_times()}, *frames_out)
+
+
+def party_main(conn: Any) -> None:  # pragma: no cover - runs in the party process
+    """Serve one request from the harness on ``conn``, then exit."""
+    die_with_parent()
+    sys.stdout = sys.stderr  # a party's prints never mix with a runner's output
+    _link.write(conn, {"op": "hello", "pid": os.getpid()})
+    try:
+        header, frames = _link.read(conn)
+    except (EOFError, OSError):
+        return
+    try:
+        if header["op"] == "describe":
+            _describe(conn, header, frames)
+        elif header["op"] == "start":
+            _start(conn, header, frames)
+        else:
+            return
+    except BaseException as exc:  # the party program's fault goes back as a message
+        try:
+            _fail(conn, exc)
+        except (OSError, ValueError):
+            return
+        if not isinstance(exc, Exception):
+            raise
+    try:  # wait for the harness to read this process's counters before it exits
+        _link.read(conn)
+    except (EOFError, OSError, _link.LinkError):
+        pass
