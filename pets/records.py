@@ -278,6 +278,7 @@ def records_frame(records: Iterable[Record]) -> pd.DataFrame:
                 "card_hash",
                 "key",
                 "started_at",
+                "isolation",
                 "schema_version",
             )
         }

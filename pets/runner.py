@@ -29,7 +29,7 @@ from typing import Any
 import pandas as pd
 
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
-from pets.processes import die_with_parent
+from pets.processes import die_with_parent, refuse_inspection
 from pets.records import Record, ResultStore, cell_key
 from pets.registry import Registry
 from pets.scenarios import Scenario, find_scenarios, load_scenario
@@ -140,6 +140,7 @@ def plan_cells(
     parameter or ``sweep`` is False.
     """
     overrides = dict(params or {})
+    names = _param_names(registry, backends) if overrides else {}
     cells = []
     for scenario in scenarios:
         n = (
@@ -149,7 +150,7 @@ def plan_cells(
         )
         for backend in backends:
             target = registry.target(backend)
-            accepted = _param_names(registry, backend)
+            accepted = names.get(backend)
             base = dict(scenario.backend_params.get(backend, {}))
             base.update({k: v for k, v in overrides.items() if accepted is None or k in accepted})
             sweeps = [s for s in scenario.sweeps_for(backend) if s.param not in overrides]
@@ -161,11 +162,17 @@ def plan_cells(
     return cells
 
 
-def _param_names(registry: Registry, backend: str) -> set[str] | None:
-    try:
-        return set(registry.load(backend).param_names())
-    except ImportError:
-        return None
+def _param_names(registry: Registry, backends: Sequence[str]) -> dict[str, set[str] | None]:
+    """Each backend's parameter names, read in a throwaway party process (backend code
+    never runs in the runner); None where the backend cannot be built here."""
+    from pets.runtime.harness import BackendDescription, PartyLauncher, describe_backends
+
+    unique = list(dict.fromkeys(backends))
+    answers = describe_backends(PartyLauncher(), [(registry.target(b), {}) for b in unique])
+    return {
+        b: set(a.param_names) if isinstance(a, BackendDescription) else None
+        for b, a in zip(unique, answers, strict=True)
+    }
 
 
 @dataclass
@@ -196,6 +203,7 @@ def execute_plan(
     list of Record
         Records of this plan's cells (with ``resume``, the earlier ones too).
     """
+    refuse_inspection()  # party processes must not read or rewrite what this one writes
     store.repair()
     done = store.done_keys() if resume else set()
     if not resume and store.jsonl_path.exists() and store.jsonl_path.stat().st_size:
@@ -206,8 +214,7 @@ def execute_plan(
     todo = [c for c in cells if c.key not in done]
     _write_manifest(store, cells, options)
     bar = _progress(len(cells), len(cells) - len(todo), options.progress)
-    for cell in list(todo):
-        record = _unsupported_here(cell)
+    for cell, record in zip(list(todo), _unsupported_here(todo), strict=True):
         if record is not None:
             todo.remove(cell)
             store.append(record)
@@ -260,37 +267,59 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _unsupported_here(cell: Cell) -> Record | None:
-    """Settle a cell whose backend does not serve the task kind without a process.
+def _unsupported_here(cells: Sequence[Cell]) -> list[Record | None]:
+    """Settle the cells whose backend does not serve the task kind without a process each.
 
-    Capabilities are data, so when the backend imports in this process its answer is
-    final; when it does not (its libraries live elsewhere) the worker decides.
+    Capabilities are data: one throwaway party process reads them for every distinct
+    backend and parameters (backend code never runs in the runner). Where a backend
+    cannot be built there, the cell's worker decides and records why.
     """
-    from pets.registry import load_target
+    from pets.api import Capabilities
+    from pets.runtime.harness import BackendDescription, PartyLauncher, describe_backends
 
+    if not cells:
+        return []
+    requests = list(dict.fromkeys((c.target, json.dumps(c.params, sort_keys=True)) for c in cells))
     try:
-        backend = load_target(cell.target, cell.backend)(**cell.params)
-        capabilities = backend.capabilities
-    except Exception:
-        return None
-    if cell.scenario.kind in capabilities.task_kinds:
-        return None
-    return Record(
-        scenario=cell.scenario.id,
-        backend=cell.backend,
-        params=dict(cell.params),
-        size=cell.size,
-        seed=cell.seed,
-        repeat=cell.repeat,
-        status="unsupported",
-        error=unsupported_message(cell.backend, capabilities.task_kinds, cell.scenario.kind),
-        kind=cell.scenario.kind,
-        pet_class=capabilities.pet_class.value,
-        card_hash=cell.scenario.card_hash,
-        key=cell.key,
-        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        environment=environment(),
-    )
+        answers = describe_backends(PartyLauncher(), [(t, json.loads(p)) for t, p in requests])
+    except Exception:  # the probe as a whole failed: every worker decides on its own
+        return [None] * len(cells)
+    described = dict(zip(requests, answers, strict=True))
+    out: list[Record | None] = []
+    for cell in cells:
+        answer = described[(cell.target, json.dumps(cell.params, sort_keys=True))]
+        try:
+            capabilities = (
+                Capabilities.from_dict(answer.capabilities)
+                if isinstance(answer, BackendDescription) and not answer.unknown
+                else None
+            )
+        except (TypeError, ValueError):
+            capabilities = None
+        if capabilities is None or cell.scenario.kind in capabilities.task_kinds:
+            out.append(None)
+            continue
+        out.append(
+            Record(
+                scenario=cell.scenario.id,
+                backend=cell.backend,
+                params=dict(cell.params),
+                size=cell.size,
+                seed=cell.seed,
+                repeat=cell.repeat,
+                status="unsupported",
+                error=unsupported_message(
+                    cell.backend, capabilities.task_kinds, cell.scenario.kind
+                ),
+                kind=cell.scenario.kind,
+                pet_class=capabilities.pet_class.value,
+                card_hash=cell.scenario.card_hash,
+                key=cell.key,
+                started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                environment=environment(),
+            )
+        )
+    return out
 
 
 def _start(cell: Cell, tmp: Path, options: RunOptions) -> _Running:

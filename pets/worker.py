@@ -131,6 +131,7 @@ def execute_cell(spec: CellSpec) -> Record:
     ``isolation: api``.
     """
     from pets.api import Capabilities
+    from pets.processes import refuse_inspection
     from pets.runtime.harness import (
         PartyLauncher,
         PartyProgramError,
@@ -140,6 +141,7 @@ def execute_cell(spec: CellSpec) -> Record:
     from pets.scenarios import build_problem, load_scenario
     from pets.tasks import TASK_KINDS
 
+    refuse_inspection()  # party processes must not read this process's memory
     params = dict(spec["params"])
     base = {
         "scenario": spec["scenario"],

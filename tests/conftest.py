@@ -28,19 +28,32 @@ CARD_IDS = (
 @pytest.fixture
 def registry() -> Registry:
     """Installed backends plus the misbehaving test backends, in a fresh registry."""
+    return make_registry()
+
+
+def make_registry() -> Registry:
+    """Installed backends plus the misbehaving and intruding test backends."""
     reg = Registry.from_entry_points()
     for name, cls in (
         ("raising", "Raising"),
         ("sleeping", "Sleeping"),
         ("crashing", "Crashing"),
         ("hog", "Hog"),
-        ("peeking", "Peeking"),
         ("wrong_output", "WrongOutput"),
         ("unsupporting", "Unsupporting"),
         ("secretly_plain", "SecretlyPlain"),
         ("local_sums", "LocalSums"),
     ):
         reg.add(name, f"misbehaving:{cls}")
+    for name, cls in (
+        ("kept_view", "KeptView"),
+        ("memory_scan", "MemoryScan"),
+        ("forged_view", "ForgedView"),
+        ("stack_walk", "StackWalk"),
+        ("harness_memory", "HarnessMemory"),
+        ("verdict_patcher", "VerdictPatcher"),
+    ):
+        reg.add(name, f"intruders:{cls}")
     return reg
 
 
@@ -109,17 +122,12 @@ def rerun_for(factory: Any) -> Any:
     for party programs, in this process for the prototyping style."""
     from pets.leakage import make_rerun
 
-    backend = factory()
-    if type(backend).runs_parties():
+    if type(factory()).runs_parties():
         from pets.tasks import TASK_KINDS
 
-        runners: dict[str, Any] = {}
-
         def rerun(problem: Any) -> Any:
-            kind = problem.task.kind
-            if kind not in runners:
-                runners[kind] = runner_for(backend, TASK_KINDS[kind].output_type)
-            return runners[kind](problem)
+            backend = factory()  # a fresh backend each time, as the worker's oracle
+            return runner_for(backend, TASK_KINDS[problem.task.kind].output_type)(problem)
 
         return rerun
     return make_rerun(factory)

@@ -12,12 +12,12 @@ from pets.api import (
     Backend,
     Capabilities,
     Claim,
+    PartyContext,
     PetClass,
     SecurityModel,
     Task,
 )
 from pets.backends.plaintext import Plaintext
-from pets.session import Session
 from pets.tasks import finish_means, local_aggregate, sums_from_vector
 from pets.wire import pack, unpack
 
@@ -25,7 +25,7 @@ ALL_KINDS = frozenset({"aggregate", "linkage", "train", "inference", "release", 
 
 
 class _Misbehaving(Backend):
-    """No parameters, serves every kind, claims nothing; subclasses define ``run``."""
+    """No parameters, serves every kind, claims nothing; subclasses define ``run_party``."""
 
     def __init__(self) -> None:
         pass
@@ -36,10 +36,12 @@ class _Misbehaving(Backend):
 
 
 class Raising(_Misbehaving):
-    """Raises inside run."""
+    """Raises inside the recipient's party program."""
 
-    def run(self, task: Task, session: Session) -> object:
-        raise RuntimeError("deliberate failure in run")
+    def run_party(self, context: PartyContext) -> object:
+        if context.name == context.task.recipient:
+            raise RuntimeError("deliberate failure in run")
+        return None
 
 
 class Sleeping(_Misbehaving):
@@ -48,15 +50,15 @@ class Sleeping(_Misbehaving):
     def __init__(self, *, seconds: float = 60.0) -> None:
         self.seconds = seconds
 
-    def run(self, task: Task, session: Session) -> object:
+    def run_party(self, context: PartyContext) -> object:
         time.sleep(self.seconds)
         return None
 
 
 class Crashing(_Misbehaving):
-    """Kills its own process, as a segfaulting native library would."""
+    """Kills its own party process, as a segfaulting native library would."""
 
-    def run(self, task: Task, session: Session) -> object:
+    def run_party(self, context: PartyContext) -> object:
         import os
         import signal
 
@@ -70,7 +72,9 @@ class Hog(_Misbehaving):
     def __init__(self, *, mb: int = 4000) -> None:
         self.mb = mb
 
-    def run(self, task: Task, session: Session) -> object:
+    def run_party(self, context: PartyContext) -> object:
+        if context.name != context.task.recipient:
+            return None
         blocks = []
         for _ in range(self.mb // 100):
             blocks.append(np.ones(100 * 2**20 // 8))
@@ -79,20 +83,11 @@ class Hog(_Misbehaving):
         return None
 
 
-class Peeking(_Misbehaving):
-    """While acting as the analyst, reads a data holder's rows."""
-
-    def run(self, task: Task, session: Session) -> object:
-        holder = task.party_names[0]
-        with session.as_party(holder) as theirs, session.as_party(task.recipient):
-            return theirs.data  # read while another party's scope is innermost
-
-
 class WrongOutput(_Misbehaving):
     """Returns a number where the task needs its output type."""
 
-    def run(self, task: Task, session: Session) -> object:
-        return 42
+    def run_party(self, context: PartyContext) -> object:
+        return 42 if context.name == context.task.recipient else None
 
 
 class Unsupporting(Backend):
@@ -105,8 +100,8 @@ class Unsupporting(Backend):
     def capabilities(self) -> Capabilities:
         return Capabilities(task_kinds=frozenset({"train"}), pet_class=PetClass.BASELINE)
 
-    def run(self, task: Task, session: Session) -> object:
-        raise AssertionError("the harness must not call run for an unsupported kind")
+    def run_party(self, context: PartyContext) -> object:
+        raise AssertionError("the harness must not run an unsupported kind")
 
 
 class SecretlyPlain(Plaintext):
@@ -136,18 +131,20 @@ class LocalSums(Backend):
     def capabilities(self) -> Capabilities:
         return Capabilities(task_kinds=frozenset({"aggregate"}), pet_class=PetClass.BASELINE)
 
-    def run(self, task: Task, session: Session) -> AggregateOutput:
+    def run_party(self, context: PartyContext) -> AggregateOutput | None:
+        task = context.task
         holders = task.parties_with_role("data_holder")
-        for holder in holders:
-            with session.as_party(holder) as party:
-                sums = local_aggregate(party.data, task)
-                party.send(task.recipient, pack(sums.to_numpy()), tag="sums")
-        with session.as_party(task.recipient) as party:
-            total = sum(unpack(party.receive(h, tag="sums")) for h in holders)
-            template = local_aggregate(party.data if party.data is not None else _empty(task), task)
-            template.iloc[:, :] = total
-            out = AggregateOutput(finish_means(template, task))
-            party.reveal("table", out)
+        if context.name in holders:
+            sums = local_aggregate(context.data, task)
+            context.send(task.recipient, pack(sums.to_numpy()), tag="sums")
+            return None
+        if context.name != task.recipient:
+            return None
+        total = sum(unpack(context.receive(h, tag="sums")) for h in holders)
+        template = local_aggregate(_empty(task), task)
+        template.iloc[:, :] = total
+        out = AggregateOutput(finish_means(template, task))
+        context.reveal("table", out)
         return out
 
 
@@ -167,7 +164,7 @@ class TooLittleNoise(Backend):
 
     def __init__(self, *, epsilon: float = 1.0, seed: int | None = None) -> None:
         self.epsilon = epsilon
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
     @property
     def capabilities(self) -> Capabilities:
@@ -183,31 +180,35 @@ class TooLittleNoise(Backend):
             ),
         )
 
-    def run(self, task: Task, session: Session) -> AggregateOutput:
+    def run_party(self, context: PartyContext) -> AggregateOutput | None:
         from pets.tasks import public_ranges
 
+        task = context.task
         ranges = public_ranges()
         columns = sorted({m["column"] for m in task.params["measures"]})
         scales = np.array([1.0] + [max(abs(v) for v in ranges[c]) for c in columns]) * (
             0.1 / self.epsilon
         )
         holders = task.parties_with_role("data_holder")
-        for holder in holders:
-            with session.as_party(holder) as party:
-                frame = party.data.assign(
-                    **{c: party.data[c].astype(float).clip(*ranges[c]) for c in columns}
-                )
-                sums = local_aggregate(frame, task).to_numpy()
-                noisy = sums + self.rng.laplace(0.0, 1.0, sums.shape) * scales
-                party.send(task.recipient, pack(noisy), tag="noisy-sums")
-        with session.as_party(task.recipient) as party:
-            total = sum(unpack(party.receive(h, tag="noisy-sums")) for h in holders)
-            sums = sums_from_vector(np.asarray(total).ravel(), task)
-            counts = sums["n"].clip(lower=0.0)
-            table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
-            table["n"] = counts
-            out = AggregateOutput(table)
-            party.reveal("table", out)
+        if context.name in holders:
+            seed = None if self.seed is None else [self.seed, holders.index(context.name)]
+            rng = np.random.default_rng(seed)
+            frame = context.data.assign(
+                **{c: context.data[c].astype(float).clip(*ranges[c]) for c in columns}
+            )
+            sums = local_aggregate(frame, task).to_numpy()
+            noisy = sums + rng.laplace(0.0, 1.0, sums.shape) * scales
+            context.send(task.recipient, pack(noisy), tag="noisy-sums")
+            return None
+        if context.name != task.recipient:
+            return None
+        total = sum(unpack(context.receive(h, tag="noisy-sums")) for h in holders)
+        sums = sums_from_vector(np.asarray(total).ravel(), task)
+        counts = sums["n"].clip(lower=0.0)
+        table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
+        table["n"] = counts
+        out = AggregateOutput(table)
+        context.reveal("table", out)
         return out
 
 

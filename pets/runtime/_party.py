@@ -16,7 +16,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from pets.processes import die_with_parent
+from pets.processes import die_with_parent, drop_inspection_rights
 from pets.runtime import _link
 from pets.runtime.codec import decode_task, decode_value, encode_value
 from pets.runtime.context import PartyContext, PartyNetwork
@@ -30,7 +30,7 @@ def _where(exc: BaseException) -> str:
     return f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
 
 
-def _fail(conn: Any, exc: BaseException) -> None:
+def _failure(exc: BaseException) -> dict[str, str]:
     from pets.api import PartyFailure, UnsupportedTask
 
     if isinstance(exc, UnsupportedTask):
@@ -39,7 +39,11 @@ def _fail(conn: Any, exc: BaseException) -> None:
         status, message = "party_failed", str(exc)
     else:
         status, message = "failed", f"{type(exc).__name__}: {exc}{_where(exc)}"
-    _link.write(conn, {"op": "fail", "status": status, "message": message[:4000]})
+    return {"status": status, "message": message[:4000]}
+
+
+def _fail(conn: Any, exc: BaseException) -> None:
+    _link.write(conn, {"op": "fail", **_failure(exc)})
 
 
 def _load(target: str) -> Any:
@@ -48,27 +52,34 @@ def _load(target: str) -> Any:
     return load_target(target)
 
 
-def _describe(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
-    cls = _load(header["target"])
-    params = dict(header["params"])
+def _describe_one(request: dict[str, Any], task: Any) -> dict[str, Any]:
+    cls = _load(request["target"])
+    params = dict(request["params"])
     names = list(cls.param_names())
     unknown = sorted(set(params) - set(names))
     if unknown:
-        _link.write(conn, {"op": "described", "param_names": names, "unknown": unknown})
-        return
+        return {"param_names": names, "unknown": unknown}
     backend = cls(**params)
-    capabilities = backend.capabilities
     answer: dict[str, Any] = {
-        "op": "described",
         "param_names": names,
         "unknown": [],
-        "capabilities": capabilities.to_dict(),
+        "capabilities": backend.capabilities.to_dict(),
         "program": cls.runs_parties(),
     }
-    if frames:
-        task = decode_task(frames[0])
+    if task is not None:
         answer["helpers"] = [[p.name, p.role] for p in backend.helpers(task)]
-    _link.write(conn, answer)
+    return answer
+
+
+def _describe(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
+    task = decode_task(frames[0]) if frames and frames[0] else None
+    answers = []
+    for request in header["requests"]:
+        try:
+            answers.append(_describe_one(request, task))
+        except Exception as exc:  # one broken backend must not hide the others
+            answers.append({"error": _failure(exc)})
+    _link.write(conn, {"op": "described", "answers": answers})
 
 
 def _start(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
@@ -103,6 +114,7 @@ def _start(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
 def party_main(conn: Any) -> None:  # pragma: no cover - runs in the party process
     """Serve one request from the harness on ``conn``, then exit."""
     die_with_parent()
+    drop_inspection_rights()
     sys.stdout = sys.stderr  # a party's prints never mix with a runner's output
     _link.write(conn, {"op": "hello", "pid": os.getpid()})
     try:

@@ -27,7 +27,7 @@ from pets.runtime import _link
 from pets.runtime._party import party_main
 from pets.runtime.codec import CodecError, decode_value, encode_task, encode_value
 from pets.runtime.relay import Relay
-from pets.session import Session
+from pets.session import Session, SessionError
 from pets.tasks import PartyRole, Task
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "ProtocolRun",
     "ProtocolRunner",
     "describe_backend",
+    "describe_backends",
     "run_protocol",
     "runner_for",
     "target_of",
@@ -160,13 +161,75 @@ def _await_hello(parties: Sequence[_PartyProcess], deadline: float) -> None:
             del pending[obj]
 
 
+def describe_backends(
+    launcher: PartyLauncher,
+    requests: Sequence[tuple[str, Mapping[str, Any]]],
+    task: Task | None = None,
+    *,
+    timeout_s: float = 300,
+) -> list[BackendDescription | PartyProgramError]:
+    """Ask one throwaway party process what each ``(target, params)`` backend is.
+
+    Each answer is a :class:`BackendDescription`, or the :class:`PartyProgramError` of a
+    backend that could not be imported or built (the others are still described).
+    Helper parties are described only when ``task`` is given.
+
+    Raises
+    ------
+    PartyProgramError
+        If the probe process fails as a whole or answers malformed data.
+    """
+    probe = launcher.start("describe")
+    try:
+        _await_hello([probe], time.monotonic() + timeout_s)
+        frames = [encode_task(task)] if task is not None else []
+        request = {
+            "op": "describe",
+            "requests": [{"target": t, "params": dict(p)} for t, p in requests],
+        }
+        _link.write(probe.conn, request, *frames)
+        if not probe.conn.poll(timeout_s):
+            raise PartyProgramError("failed", f"describing backends took over {timeout_s:g} s")
+        try:
+            header, _ = _link.read(probe.conn)
+            answers = header["answers"]
+            if header["op"] != "described" or len(answers) != len(requests):
+                raise ValueError("wrong answer")
+            return [_description(a) for a in answers]
+        except (EOFError, OSError, _link.LinkError, KeyError, TypeError, ValueError) as exc:
+            raise PartyProgramError(
+                "failed", f"describing backends failed: {type(exc).__name__}: {exc}"
+            ) from None
+    finally:
+        with contextlib.suppress(Exception):
+            _link.write(probe.conn, {"op": "bye"})
+        probe.kill()
+
+
+def _description(answer: Mapping[str, Any]) -> BackendDescription | PartyProgramError:
+    if "error" in answer:
+        error = answer["error"]
+        status = str(error.get("status", "failed"))
+        return PartyProgramError(
+            status if status in ("unsupported", "party_failed") else "failed",
+            str(error.get("message", "")),
+        )
+    return BackendDescription(
+        param_names=tuple(str(n) for n in answer["param_names"]),
+        unknown=tuple(str(n) for n in answer["unknown"]),
+        capabilities=dict(answer.get("capabilities") or {}),
+        runs_parties=bool(answer.get("program", False)),
+        helpers=tuple(PartyRole(str(n), str(r)) for n, r in answer.get("helpers", [])),
+    )
+
+
 def describe_backend(
     launcher: PartyLauncher,
     target: str,
     params: Mapping[str, Any],
     task: Task | None = None,
     *,
-    timeout_s: float = 120,
+    timeout_s: float = 300,
 ) -> BackendDescription:
     """Ask a throwaway party process what the backend at ``target`` is.
 
@@ -175,34 +238,10 @@ def describe_backend(
     PartyProgramError
         If the backend cannot be imported or built, or its answer is malformed.
     """
-    probe = launcher.start("describe")
-    try:
-        _await_hello([probe], time.monotonic() + timeout_s)
-        frames = [encode_task(task)] if task is not None else []
-        request = {"op": "describe", "target": target, "params": dict(params)}
-        _link.write(probe.conn, request, *frames)
-        if not probe.conn.poll(timeout_s):
-            raise PartyProgramError("failed", f"describing {target} took over {timeout_s:g} s")
-        try:
-            header, _ = _link.read(probe.conn)
-        except (EOFError, OSError, _link.LinkError) as exc:
-            raise PartyProgramError("failed", f"describing {target} failed: {exc}") from None
-        if header["op"] == "fail":
-            raise PartyProgramError(str(header.get("status", "failed")), str(header["message"]))
-        try:
-            return BackendDescription(
-                param_names=tuple(str(n) for n in header["param_names"]),
-                unknown=tuple(str(n) for n in header["unknown"]),
-                capabilities=dict(header.get("capabilities") or {}),
-                runs_parties=bool(header.get("program", False)),
-                helpers=tuple(PartyRole(str(n), str(r)) for n, r in header.get("helpers", [])),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PartyProgramError("failed", f"malformed description of {target}: {exc}") from None
-    finally:
-        with contextlib.suppress(Exception):
-            _link.write(probe.conn, {"op": "bye"})
-        probe.kill()
+    (answer,) = describe_backends(launcher, [(target, params)], task, timeout_s=timeout_s)
+    if isinstance(answer, PartyProgramError):
+        raise answer
+    return answer
 
 
 @dataclass
@@ -459,7 +498,7 @@ def _handle(
             raise PartyProgramError("failed", f"party {party.name!r} sent unknown op {op!r}")
     except PartyProgramError:
         raise
-    except (CodecError, KeyError, IndexError, TypeError, ValueError) as exc:
+    except (CodecError, SessionError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise PartyProgramError(
             "failed", f"party {party.name!r} broke the protocol ({op}): {exc}", party.name
         ) from None
