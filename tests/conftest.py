@@ -52,6 +52,7 @@ def make_registry() -> Registry:
         ("stack_walk", "StackWalk"),
         ("harness_memory", "HarnessMemory"),
         ("verdict_patcher", "VerdictPatcher"),
+        ("file_drop", "FileDrop"),
     ):
         reg.add(name, f"intruders:{cls}")
     return reg

@@ -198,3 +198,31 @@ class VerdictPatcher(_Intruder):
         if pooled is None:
             return None
         return self._answer(context, [pooled])
+
+
+class FileDrop(_Intruder):
+    """Each holder drops its rows in a file beside its scratch folder; the recipient
+    reads them from there, and not a byte crosses the harness's channel."""
+
+    def run_party(self, context: PartyContext) -> AggregateOutput | None:
+        import time
+
+        from pets.wire import pack, unpack
+
+        task = context.task
+        holders = task.parties_with_role("data_holder")
+        drop = context.scratch.parent
+        if context.name in holders:
+            part = drop / f"{context.name}.part"
+            part.write_bytes(pack(context.data))
+            part.rename(drop / f"{context.name}.drop")
+            return None
+        if context.name != task.recipient:
+            return None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if all((drop / f"{h}.drop").exists() for h in holders):
+                break
+            time.sleep(0.01)
+        rows = [unpack((drop / f"{h}.drop").read_bytes()) for h in holders]
+        return self._answer(context, rows)

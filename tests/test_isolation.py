@@ -27,7 +27,7 @@ ROUTES = {
 def frame(tmp_path_factory):
     return pets.run(
         ["multi_site_prevalence"],
-        [*ROUTES, "verdict_patcher", "plaintext"],
+        [*ROUTES, "verdict_patcher", "file_drop", "plaintext"],
         size=1500,
         out=tmp_path_factory.mktemp("isolation"),
         registry=make_registry(),
@@ -57,3 +57,11 @@ def test_patching_the_leakage_code_in_a_party_changes_no_verdict(frame):
 def test_every_built_in_style_record_says_process(frame):
     assert frame.loc["plaintext", "isolation"] == "process"
     assert frame.loc["plaintext", "status"] == "ok"
+
+
+def test_an_output_made_without_the_holders_traffic_is_flagged(frame):
+    row = frame.loc["file_drop"]
+    assert row["status"] == "ok"
+    assert row["accuracy.median_relative_error"] == 0  # it did reach the rows, by a file
+    assert "no_traffic_for_inputs" in row["leakage.flags"]
+    assert "no_traffic_for_inputs" not in frame.loc["plaintext", "leakage.flags"]

@@ -28,7 +28,7 @@ from pets.leakage._base import (
     rate_result,
 )
 from pets.leakage.rates import Rate, clopper_pearson, residual_risk, wilson_interval
-from pets.leakage.transcript import transcript_exposure
+from pets.leakage.transcript import silent_input_parties, transcript_exposure
 from pets.session import Session
 from pets.tasks import Problem
 
@@ -184,6 +184,9 @@ def evaluate_leakage(
                 ]
             results += [r.to_dict() for r in found]
     flags, headline = _judge(results, claim)
+    silent = silent_input_parties(problem, session)
+    if silent:
+        flags.append("no_traffic_for_inputs")
     headline["epsilon_claimed"] = claim.epsilon
     return {
         "claim": claim.to_dict(),
@@ -191,6 +194,7 @@ def evaluate_leakage(
         "attacks": results,
         "headline": headline,
         "flags": flags,
+        "silent_inputs": silent or [],
         "mode": mode,
         "reruns": 0 if context is None else context.reruns,
         "cost_s": time.perf_counter() - start,

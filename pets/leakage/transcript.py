@@ -35,7 +35,14 @@ import numpy as np
 from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate_result
 from pets.leakage.rates import Rate
 
-__all__ = ["attack", "encodings", "scan", "text_tokens", "transcript_exposure"]
+__all__ = [
+    "attack",
+    "encodings",
+    "scan",
+    "silent_input_parties",
+    "text_tokens",
+    "transcript_exposure",
+]
 
 ATTACK = "transcript_exposure"
 ATTACKER = "A2"
@@ -306,3 +313,26 @@ def attack(context: AttackContext) -> list[AttackResult]:
         )
         for observer in session.party_names
     ]
+
+
+def silent_input_parties(problem: Any, session: Any) -> list[str] | None:
+    """The parties other than the recipient that hold data and sent nothing at all, when
+    every one of them was silent; None otherwise.
+
+    An output that needs other parties' data and was produced without a byte from any
+    of them came by a route the harness does not carry (a file, a socket of its own, a
+    shared object): the harness flags it ``no_traffic_for_inputs`` whatever the claim.
+    A backend that uses one party's data alone (``local_only``) has that party send the
+    model, so it is not flagged; nor is a cell whose only data holder is the recipient.
+    """
+    task = problem.task
+    holders = [
+        name
+        for name, data in problem.party_data.items()
+        if data is not None and name != task.recipient
+    ]
+    if not holders:
+        return None
+    sent = session.meter().bytes_by_party
+    silent = [name for name in holders if sent.get(name, {}).get("sent", 0) == 0]
+    return silent if len(silent) == len(holders) else None
