@@ -37,6 +37,7 @@ __all__ = [
     "ProtocolRun",
     "ProtocolRunner",
     "describe_backend",
+    "await_ready",
     "describe_backends",
     "run_protocol",
     "runner_for",
@@ -132,7 +133,9 @@ class PartyLauncher:
         return _PartyProcess(name, process, here)
 
 
-def _await_hello(parties: Sequence[_PartyProcess], deadline: float) -> None:
+def await_ready(parties: Sequence[_PartyProcess], deadline: float) -> None:
+    """Wait until every started party process said hello (by ``deadline``, a
+    ``time.monotonic`` instant); raise :class:`PartyProgramError` otherwise."""
     pending = {p.conn: p for p in parties}
     while pending:
         left = deadline - time.monotonic()
@@ -181,7 +184,7 @@ def describe_backends(
     """
     probe = launcher.start("describe")
     try:
-        _await_hello([probe], time.monotonic() + timeout_s)
+        await_ready([probe], time.monotonic() + timeout_s)
         frames = [encode_task(task)] if task is not None else []
         request = {
             "op": "describe",
@@ -335,7 +338,7 @@ def run_protocol(
         t0 = time.perf_counter()
         for name in names:
             procs[name] = launcher.start(name)
-        _await_hello(list(procs.values()), deadline)
+        await_ready(list(procs.values()), deadline)
         startup = time.perf_counter() - t0
         task_bytes = encode_task(task)
         t1 = time.perf_counter()
