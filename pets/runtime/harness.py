@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -313,7 +315,8 @@ def run_protocol(
     sockets : bool
         Give the parties relayed loopback sockets (``Capabilities.sockets``).
     scratch : Path, optional
-        Folder under which each party gets a folder of its own.
+        Folder under which the run gets a fresh folder, one sub-folder per party
+        (default: the system's temporary folder, ``TMPDIR``); removed when the run ends.
     timeout_s : float
         Deadline for the whole run.
     keep_transcript : bool
@@ -330,7 +333,7 @@ def run_protocol(
     if len(set(names)) != len(names):
         raise PartyProgramError("failed", f"helper parties clash with the card's: {names}")
     session = Session(parties, {}, keep_transcript=keep_transcript)
-    scratch = Path(scratch or os.environ.get("TMPDIR", "/tmp"))
+    root = Path(tempfile.mkdtemp(prefix="pets-run-", dir=scratch))
     relay = Relay(names, keep_payloads=keep_transcript) if sockets else None
     procs: dict[str, _PartyProcess] = {}
     deadline = time.monotonic() + timeout_s
@@ -352,7 +355,7 @@ def run_protocol(
                 "params": dict(params),
                 "parties": [[p.name, p.role] for p in parties],
                 "network": relay.network_for(role.name) if relay else None,
-                "scratch": str(scratch / f"party-{names.index(role.name)}"),
+                "scratch": str(root / f"party-{names.index(role.name)}"),
             }
             body = b"" if data is None else encode_value(data)
             _link.write(procs[role.name].conn, header, task_bytes, body)
@@ -363,11 +366,13 @@ def run_protocol(
             proc.kill()
         if relay is not None:
             relay.close()
+        shutil.rmtree(root, ignore_errors=True)
         raise
     for proc in procs.values():
         with contextlib.suppress(Exception):
             _link.write(proc.conn, {"op": "bye"})
         proc.kill()
+    shutil.rmtree(root, ignore_errors=True)
     if relay is not None:
         for link in relay.close():
             session.add_external_traffic(
