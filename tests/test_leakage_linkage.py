@@ -27,8 +27,10 @@ CARD = "trial_recruitment_linkage"
 QUICK = 20_000
 
 
-def _context(backend_cls, scenario_dir, *, size=QUICK, attackers=("A0", "A1", "A2", "A3")):
-    return attack_context(backend_cls, CARD, scenario_dir, size, attackers=attackers)
+def _context(
+    backend_cls, scenario_dir, *, size=QUICK, attackers=("A0", "A1", "A2", "A3"), effort=None
+):
+    return attack_context(backend_cls, CARD, scenario_dir, size, attackers=attackers, effort=effort)
 
 
 def _by_observer(results, attack):
@@ -148,9 +150,13 @@ def test_hex_tokens_cut_back_to_back_digests():
 
 
 # -- cardinality probing ----------------------------------------------------------------
+#: Twenty probes, whatever a rerun costs: each rerun starts the parties' processes afresh.
+PROBES = replace(EFFORT["fast"], targets=20, probe_seconds=600)
+
+
 @pytest.mark.parametrize("backend_cls", [HashSha256, PsiEcdh])
 def test_repeated_cardinalities_reveal_membership(backend_cls, cardinality_dir):
-    context = _context(backend_cls, cardinality_dir)
+    context = _context(backend_cls, cardinality_dir, effort=PROBES)
     assert context.output.matches is None  # the recipient learns only a count
     (result,) = linkage.cardinality_probing(context)
     assert result.applicable
@@ -164,8 +170,9 @@ def test_repeated_cardinalities_reveal_membership(backend_cls, cardinality_dir):
 class _CountBlind(HashSha256):
     """Reports no intersection at all: a cardinality that carries no information."""
 
-    def run(self, task, session):
-        return replace(super().run(task, session), cardinality=0)
+    def run_party(self, context):
+        out = super().run_party(context)
+        return None if out is None else replace(out, cardinality=0)
 
 
 def test_probing_an_uninformative_count_scores_the_baseline(cardinality_dir):

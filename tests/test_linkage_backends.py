@@ -10,8 +10,9 @@ from pets.backends.hashing import KEY_HOLDER, HashSalted, HashSha256, HmacKeyed
 from pets.backends.psi import PsiEcdh
 from pets.leakage import evaluate_leakage
 from pets.scenarios import build_problem, load_scenario
-from pets.session import Session
 from pets.tasks import TASK_KINDS
+
+from conftest import solve_problem
 
 SIZE = 20_000
 
@@ -19,8 +20,7 @@ SIZE = 20_000
 def _linkage(backend, card_path, size=SIZE):
     card = load_scenario(card_path)
     problem = build_problem(card, size, seed=0)
-    session = Session(problem.task.parties, problem.party_data)
-    output = backend.run(problem.task, session)
+    output, session = solve_problem(backend, problem)
     kind = TASK_KINDS["linkage"]
     reference = kind.reference(problem)
     return output, reference, kind.score(output, reference, problem), problem, session

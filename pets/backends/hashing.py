@@ -14,7 +14,9 @@ today; none of it is a formal guarantee:
 - ``hmac-keyed``: HMAC-SHA256 under a key held by a trusted third party, which both
   holders send their identifiers to and which returns the tokens. The recipient cannot
   reverse the other holder's tokens without the key; the key holder sees every
-  identifier; the key holder and the recipient together re-identify everything.
+  identifier; the key holder and the recipient together re-identify everything. The
+  key holder is a helper party the backend brings (:meth:`HmacKeyed.helpers`): its own
+  process, holding no data, whose view is attacked like the holders'.
 """
 
 from __future__ import annotations
@@ -31,18 +33,19 @@ from pets.api import (
     Capabilities,
     Claim,
     LinkageOutput,
+    PartyContext,
+    PartyRole,
     PetClass,
     SecurityModel,
     Task,
     UnsupportedTask,
 )
-from pets.session import Session
 from pets.tasks import eligible, link_statistics
 from pets.wire import pack, unpack
 
 __all__ = ["KEY_HOLDER", "HashSalted", "HashSha256", "HmacKeyed"]
 
-#: Session name of the trusted third party that holds the HMAC key.
+#: Party name of the trusted third party that holds the HMAC key (a helper party).
 KEY_HOLDER = "linkage_key_holder"
 
 
@@ -72,47 +75,53 @@ class _TokenLinkage(Backend):
             task_kinds=frozenset({"linkage"}), pet_class=PetClass.BASELINE, claim=self._claim()
         )
 
-    def _tokenise(
-        self, session: Session, task: Task, ids: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _tokenise(self, context: PartyContext, ids: np.ndarray) -> np.ndarray:
+        """Return the tokens of this holder's identifiers ``ids`` (runs at each holder)."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
-    def run(self, task: Task, session: Session) -> LinkageOutput:
-        """Link by tokens; the recipient joins."""
+    def _serve(self, context: PartyContext) -> None:
+        """The program of a helper party the backend brings (the key holder)."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def run_party(self, context: PartyContext) -> LinkageOutput | None:
+        """Link by tokens: the other holder sends its tokens and linked columns, the
+        recipient tokenises its own identifiers the same way and joins."""
+        task = context.task
         if task.kind != "linkage":
             raise UnsupportedTask(f"{self.name} serves linkage, not {task.kind}")
         recipient = task.recipient
         (other,) = [n for n in task.party_names if n != recipient]
+        if context.name not in (recipient, other):
+            self._serve(context)
+            return None
         id_column = task.params["id_column"]
-        frames, ids = {}, {}
-        for name in (recipient, other):
-            with session.as_party(name) as party:
-                frames[name] = eligible(party.data, task, name)
-                ids[name] = frames[name][id_column].to_numpy()
-        tokens = self._tokenise(session, task, ids)
-        columns = sorted({s["column"] for s in task.params["statistics"] if s["party"] == other})
-        with session.as_party(other) as party:
-            with session.phase("encode"):
-                shipped = frames[other][columns].reset_index(drop=True)
-                shipped.insert(0, id_column, tokens[other])
+        frame = eligible(context.data, task, context.name)
+        ids = frame[id_column].to_numpy()
+        tokens = self._tokenise(context, ids)
+        if context.name == other:
+            columns = sorted(
+                {s["column"] for s in task.params["statistics"] if s["party"] == other}
+            )
+            with context.phase("encode"):
+                shipped = frame[columns].reset_index(drop=True)
+                shipped.insert(0, id_column, tokens)
                 payload = pack(shipped)
-            party.send(recipient, payload, tag="tokens")
-        with session.as_party(recipient) as party:
-            received = unpack(party.receive(other, tag="tokens"))
-            with session.phase("compute"):
-                own = frames[recipient].reset_index(drop=True).copy()
-                own[id_column] = tokens[recipient]
-                matched = np.intersect1d(own[id_column].to_numpy(), received[id_column].to_numpy())
-                statistics = link_statistics({recipient: own, other: received}, matched, task)
-                rows = np.isin(tokens[recipient], matched)
-                matches = ids[recipient][rows]
-                reveal = task.params["reveal"] == "intersection"
-                out = LinkageOutput(
-                    matches=frozenset(int(v) for v in matches) if reveal else None,
-                    cardinality=int(rows.sum()),
-                    statistics=statistics,
-                )
-            party.reveal("linkage", out)
+            context.send(recipient, payload, tag="tokens")
+            return None
+        received = unpack(context.receive(other, tag="tokens"))
+        with context.phase("compute"):
+            own = frame.reset_index(drop=True).copy()
+            own[id_column] = tokens
+            matched = np.intersect1d(own[id_column].to_numpy(), received[id_column].to_numpy())
+            statistics = link_statistics({recipient: own, other: received}, matched, task)
+            rows = np.isin(tokens, matched)
+            reveal = task.params["reveal"] == "intersection"
+            out = LinkageOutput(
+                matches=frozenset(int(v) for v in ids[rows]) if reveal else None,
+                cardinality=int(rows.sum()),
+                statistics=statistics,
+            )
+        context.reveal("linkage", out)
         return out
 
 
@@ -130,14 +139,9 @@ class HashSha256(_TokenLinkage):
             "the tokens are personal data.",
         )
 
-    def _tokenise(
-        self, session: Session, task: Task, ids: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        out = {}
-        for name, values in ids.items():
-            with session.as_party(name), session.phase("encode"):
-                out[name] = _sha256(values)
-        return out
+    def _tokenise(self, context: PartyContext, ids: np.ndarray) -> np.ndarray:
+        with context.phase("encode"):
+            return _sha256(ids)
 
 
 class HashSalted(_TokenLinkage):
@@ -154,20 +158,17 @@ class HashSalted(_TokenLinkage):
             "holds the salt and can hash every candidate NHS number.",
         )
 
-    def _tokenise(
-        self, session: Session, task: Task, ids: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        recipient = task.recipient
-        (other,) = [n for n in ids if n != recipient]
-        with session.as_party(other) as party, session.phase("setup"):
-            salt = secrets.token_bytes(16)
-            party.send(recipient, salt, tag="salt")
-        with session.as_party(recipient) as party, session.phase("encode"):
-            shared = party.receive(other, tag="salt")
-            mine = _sha256(ids[recipient], shared)
-        with session.as_party(other), session.phase("encode"):
-            theirs = _sha256(ids[other], salt)
-        return {recipient: mine, other: theirs}
+    def _tokenise(self, context: PartyContext, ids: np.ndarray) -> np.ndarray:
+        recipient = context.task.recipient
+        (other,) = [n for n in context.task.party_names if n != recipient]
+        if context.name == other:
+            with context.phase("setup"):
+                salt = secrets.token_bytes(16)
+                context.send(recipient, salt, tag="salt")
+        else:
+            salt = context.receive(other, tag="salt")
+        with context.phase("encode"):
+            return _sha256(ids, salt)
 
 
 class HmacKeyed(_TokenLinkage):
@@ -190,24 +191,24 @@ class HmacKeyed(_TokenLinkage):
             "the recipient, every token is reversed.",
         )
 
-    def _tokenise(
-        self, session: Session, task: Task, ids: dict[str, np.ndarray]
-    ) -> dict[str, np.ndarray]:
-        session.add_helper(KEY_HOLDER, role="key_holder")
-        for name, values in ids.items():
-            with session.as_party(name) as party:
-                party.send(KEY_HOLDER, pack(values.astype(np.int64)), tag="identifiers")
-        with session.as_party(KEY_HOLDER) as party:
-            with session.phase("setup"):
-                key = secrets.token_bytes(32)
-            for name in ids:
-                received = unpack(party.receive(name, tag="identifiers"))
-                with session.phase("encode"):
-                    party.send(
-                        name, pack(pd.Series(_hmac(received, key)).to_frame("t")), tag="tokens"
-                    )
-        out = {}
-        for name in ids:
-            with session.as_party(name) as party:
-                out[name] = unpack(party.receive(KEY_HOLDER, tag="tokens"))["t"].to_numpy()
-        return out
+    def helpers(self, task: Task) -> tuple[PartyRole, ...]:
+        """The key holder, a trusted third party that holds no data."""
+        del task
+        return (PartyRole(KEY_HOLDER, "key_holder"),)
+
+    def _tokenise(self, context: PartyContext, ids: np.ndarray) -> np.ndarray:
+        context.send(KEY_HOLDER, pack(ids.astype(np.int64)), tag="identifiers")
+        return unpack(context.receive(KEY_HOLDER, tag="tokens"))["t"].to_numpy()
+
+    def _serve(self, context: PartyContext) -> None:
+        """Make the key, then return each holder's identifiers as HMAC tokens (the
+        recipient's first, then the other holder's)."""
+        task = context.task
+        with context.phase("setup"):
+            key = secrets.token_bytes(32)
+        holders = [task.recipient, *(n for n in task.party_names if n != task.recipient)]
+        for name in holders:
+            received = unpack(context.receive(name, tag="identifiers"))
+            with context.phase("encode"):
+                tokens = pack(pd.Series(_hmac(received, key)).to_frame("t"))
+                context.send(name, tokens, tag="tokens")

@@ -13,6 +13,8 @@ intersection too, and the claim says so.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pets.api import (
@@ -20,12 +22,12 @@ from pets.api import (
     Capabilities,
     Claim,
     LinkageOutput,
+    PartyContext,
     PetClass,
     SecurityModel,
     Task,
     UnsupportedTask,
 )
-from pets.session import Session
 from pets.tasks import eligible, link_statistics
 from pets.wire import pack, unpack
 
@@ -82,21 +84,17 @@ class PsiEcdh(Backend):
             extra="mpc",
         )
 
-    def run(self, task: Task, session: Session) -> LinkageOutput:
-        """Link the two holders' eligible identifiers by PSI."""
+    def run_party(self, context: PartyContext) -> LinkageOutput | None:
+        """Link the two holders' eligible identifiers by PSI: the recipient runs the
+        client, the other holder the server."""
         import private_set_intersection.python as psi
 
+        task = context.task
         if task.kind != "linkage":
             raise UnsupportedTask(f"psi-ecdh serves linkage, not {task.kind}")
         self.capabilities  # noqa: B018  (validates the parameters)
-        structure = {
-            "raw": psi.DataStructure.RAW,
-            "gcs": psi.DataStructure.GCS,
-            "bloom": psi.DataStructure.BLOOM_FILTER,
-        }[self.data_structure]
         client_name = task.recipient
         (server_name,) = [n for n in task.party_names if n != client_name]
-        id_column = task.params["id_column"]
         reveal = task.params["reveal"] == "intersection"
         stats_there = [s for s in task.params["statistics"] if s["party"] == server_name]
         if stats_there and not reveal:
@@ -104,62 +102,82 @@ class PsiEcdh(Backend):
                 "psi-ecdh in cardinality mode cannot give statistics over the other "
                 "holder's columns without revealing the matches to it"
             )
+        if context.name == server_name:
+            self._server(context, psi, client_name, reveal=reveal, stats=bool(stats_there))
+            return None
+        if context.name != client_name:
+            return None
+        return self._client(context, psi, server_name, reveal=reveal, stats=bool(stats_there))
 
-        with session.as_party(client_name) as party:
-            mine = eligible(party.data, task, client_name)
-            items = [str(v) for v in mine[id_column].to_numpy()]
-            with session.phase("setup"):
-                client = psi.client.CreateWithNewKey(reveal)
-            with session.phase("encrypt"):
-                request = client.CreateRequest(items).SerializeToString()
-            party.send(server_name, request, tag="psi-request")
-        with session.as_party(server_name) as party:
-            theirs = eligible(party.data, task, server_name)
-            their_items = [str(v) for v in theirs[id_column].to_numpy()]
-            with session.phase("setup"):
-                server = psi.server.CreateWithNewKey(reveal)
-            received = psi.Request()
-            received.ParseFromString(party.receive(client_name, tag="psi-request"))
-            with session.phase("encrypt"):
-                setup = server.CreateSetupMessage(
-                    self.fpr, len(received.encrypted_elements), their_items, structure
-                ).SerializeToString()
-            with session.phase("compute"):
-                response = server.ProcessRequest(received).SerializeToString()
-            party.send(client_name, setup, tag="psi-setup")
-            party.send(client_name, response, tag="psi-response")
-        with session.as_party(client_name) as party:
-            server_setup, server_response = psi.ServerSetup(), psi.Response()
-            server_setup.ParseFromString(party.receive(server_name, tag="psi-setup"))
-            server_response.ParseFromString(party.receive(server_name, tag="psi-response"))
-            with session.phase("decrypt"):
-                if reveal:
-                    rows = np.asarray(
-                        sorted(client.GetIntersection(server_setup, server_response)), dtype=int
-                    )
-                    matches = mine[id_column].to_numpy()[rows]
-                    cardinality = len(matches)
-                else:
-                    matches = np.zeros(0, dtype=np.int64)
-                    cardinality = int(client.GetIntersectionSize(server_setup, server_response))
-            statistics = link_statistics({client_name: mine}, matches, task, party=client_name)
-            if stats_there:
-                party.send(server_name, pack(matches.astype(np.int64)), tag="matched-ids")
-        if stats_there:
-            with session.as_party(server_name) as party:
-                asked = unpack(party.receive(client_name, tag="matched-ids"))
-                with session.phase("compute"):
-                    answer = link_statistics({server_name: theirs}, asked, task, party=server_name)
-                party.send(client_name, pack(answer), tag="statistics")
-        with session.as_party(client_name) as party:
-            if stats_there:
-                statistics.update(unpack(party.receive(server_name, tag="statistics")))
-            out = LinkageOutput(
-                matches=frozenset(int(v) for v in matches) if reveal else None,
-                cardinality=cardinality,
-                statistics={s: statistics[s] for s in _ordered(task, statistics)},
-            )
-            party.reveal("linkage", out)
+    def _server(
+        self, context: PartyContext, psi: Any, client_name: str, *, reveal: bool, stats: bool
+    ) -> None:
+        """Blind the client's request again, send the own set blinded once and, when the
+        card asks for statistics over this holder's columns, compute them on the matched
+        identifiers the client sends back."""
+        task = context.task
+        structure = {
+            "raw": psi.DataStructure.RAW,
+            "gcs": psi.DataStructure.GCS,
+            "bloom": psi.DataStructure.BLOOM_FILTER,
+        }[self.data_structure]
+        theirs = eligible(context.data, task, context.name)
+        their_items = [str(v) for v in theirs[task.params["id_column"]].to_numpy()]
+        with context.phase("setup"):
+            server = psi.server.CreateWithNewKey(reveal)
+        received = psi.Request()
+        received.ParseFromString(context.receive(client_name, tag="psi-request"))
+        with context.phase("encrypt"):
+            setup = server.CreateSetupMessage(
+                self.fpr, len(received.encrypted_elements), their_items, structure
+            ).SerializeToString()
+        with context.phase("compute"):
+            response = server.ProcessRequest(received).SerializeToString()
+        context.send(client_name, setup, tag="psi-setup")
+        context.send(client_name, response, tag="psi-response")
+        if stats:
+            asked = unpack(context.receive(client_name, tag="matched-ids"))
+            with context.phase("compute"):
+                answer = link_statistics({context.name: theirs}, asked, task, party=context.name)
+            context.send(client_name, pack(answer), tag="statistics")
+
+    def _client(
+        self, context: PartyContext, psi: Any, server_name: str, *, reveal: bool, stats: bool
+    ) -> LinkageOutput:
+        """Send the blinded request, finish the intersection (or its size) and, when
+        asked, fetch the statistics over the server's columns."""
+        task = context.task
+        id_column = task.params["id_column"]
+        mine = eligible(context.data, task, context.name)
+        items = [str(v) for v in mine[id_column].to_numpy()]
+        with context.phase("setup"):
+            client = psi.client.CreateWithNewKey(reveal)
+        with context.phase("encrypt"):
+            request = client.CreateRequest(items).SerializeToString()
+        context.send(server_name, request, tag="psi-request")
+        server_setup, server_response = psi.ServerSetup(), psi.Response()
+        server_setup.ParseFromString(context.receive(server_name, tag="psi-setup"))
+        server_response.ParseFromString(context.receive(server_name, tag="psi-response"))
+        with context.phase("decrypt"):
+            if reveal:
+                rows = np.asarray(
+                    sorted(client.GetIntersection(server_setup, server_response)), dtype=int
+                )
+                matches = mine[id_column].to_numpy()[rows]
+                cardinality = len(matches)
+            else:
+                matches = np.zeros(0, dtype=np.int64)
+                cardinality = int(client.GetIntersectionSize(server_setup, server_response))
+        statistics = link_statistics({context.name: mine}, matches, task, party=context.name)
+        if stats:
+            context.send(server_name, pack(matches.astype(np.int64)), tag="matched-ids")
+            statistics.update(unpack(context.receive(server_name, tag="statistics")))
+        out = LinkageOutput(
+            matches=frozenset(int(v) for v in matches) if reveal else None,
+            cardinality=cardinality,
+            statistics={s: statistics[s] for s in _ordered(task, statistics)},
+        )
+        context.reveal("linkage", out)
         return out
 
 

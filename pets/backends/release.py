@@ -24,6 +24,7 @@ from pets.api import (
     Backend,
     Capabilities,
     Claim,
+    PartyContext,
     PetClass,
     QueryOutput,
     ReleaseOutput,
@@ -31,7 +32,6 @@ from pets.api import (
     Task,
     UnsupportedTask,
 )
-from pets.session import Session
 from pets.tasks import answer_query
 from pets.tasks.query import workload_columns
 from pets.wire import pack, unpack
@@ -52,9 +52,10 @@ def release_columns(task: Task) -> list[str]:
 class TableRelease(Backend):
     """Base class of backends that answer by publishing one table.
 
-    Subclasses implement :meth:`publish`; :meth:`run` times it as the ``generate``
-    phase, carries the table from the custodian to the researcher through the session
-    and, for ``query``, answers the workload on it at the researcher (``compute``).
+    Subclasses implement :meth:`publish`. The party program (:meth:`run_party`) runs it
+    at the custodian, timed as the ``generate`` phase, sends the table to the
+    researcher as one message and, for ``query``, answers the workload on it at the
+    researcher (``compute``).
     """
 
     #: Task kinds a table release serves.
@@ -74,25 +75,29 @@ class TableRelease(Backend):
         """
         raise NotImplementedError
 
-    def run(self, task: Task, session: Session) -> ReleaseOutput | QueryOutput:
-        """Publish at the custodian; keep, or answer the workload, at the researcher."""
+    def run_party(self, context: PartyContext) -> ReleaseOutput | QueryOutput | None:
+        """Publish at the custodian and send the table; at the researcher, keep it
+        (``release``) or answer the workload on it (``query``)."""
         self.capabilities  # noqa: B018  (checks the parameters)
+        task = context.task
         columns = release_columns(task)
         (custodian,) = [n for n in task.party_names if n != task.recipient]
-        with session.as_party(custodian) as party:
-            with session.phase("generate"):
-                table = self.publish(party.data, columns, task)
-            party.send(task.recipient, pack(table.reset_index(drop=True)), tag="release")
-        with session.as_party(task.recipient) as party:
-            table = unpack(party.receive(custodian, tag="release"))
-            if task.kind == "release":
-                out: ReleaseOutput | QueryOutput = ReleaseOutput(table)
-                party.reveal("release", out)
-                return out
-            with session.phase("compute"):
-                answers = tuple(answer_query(table, q) for q in task.params["queries"])
-            out = QueryOutput(answers)
-            party.reveal("answers", out)
+        if context.name == custodian:
+            with context.phase("generate"):
+                table = self.publish(context.data, columns, task)
+            context.send(task.recipient, pack(table.reset_index(drop=True)), tag="release")
+            return None
+        if context.name != task.recipient:
+            return None
+        table = unpack(context.receive(custodian, tag="release"))
+        if task.kind == "release":
+            out: ReleaseOutput | QueryOutput = ReleaseOutput(table)
+            context.reveal("release", out)
+            return out
+        with context.phase("compute"):
+            answers = tuple(answer_query(table, q) for q in task.params["queries"])
+        out = QueryOutput(answers)
+        context.reveal("answers", out)
         return out
 
 

@@ -19,6 +19,7 @@ and the claims say so.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from pets.api import (
     Backend,
     Capabilities,
     Claim,
+    PartyContext,
     PetClass,
     QueryOutput,
     SecurityModel,
@@ -37,7 +39,6 @@ from pets.api import (
 )
 from pets.backends.release import TableRelease
 from pets.data.cohort import IDENTIFIERS
-from pets.session import Session
 from pets.tasks import answer_query, finish_means, local_aggregate
 from pets.wire import pack, unpack
 
@@ -73,54 +74,82 @@ def suppress_cells(
     return withheld
 
 
-def _pool_tables(task: Task, session: Session) -> tuple[str, pd.DataFrame]:
-    """Each holder sends its cell table to the publishing party, which adds them."""
+def _checker(task: Task) -> str:
+    """The party that pools and checks the tables: the card's aggregator, else the
+    recipient."""
     aggregators = task.parties_with_role("aggregator")
-    checker = aggregators[0] if aggregators else task.recipient
+    return aggregators[0] if aggregators else task.recipient
+
+
+def _pool_tables(context: PartyContext) -> pd.DataFrame | None:
+    """Each holder sends its cell table to the checker, which returns their sum; every
+    other party returns None."""
+    task = context.task
+    checker = _checker(task)
     holders = task.parties_with_role("data_holder")
-    for holder in holders:
-        with session.as_party(holder) as party:
-            with session.phase("compute"):
-                table = local_aggregate(party.data, task)
-            party.send(checker, pack(table.reset_index()), tag="cell-table")
-    with session.as_party(checker) as party:
-        tables = [unpack(party.receive(h, tag="cell-table")) for h in holders]
-        group_by = list(task.params["group_by"])
-        pooled = sum(t.set_index(group_by) for t in tables)
-    return checker, pooled
+    own = None
+    if context.name in holders:
+        with context.phase("compute"):
+            own = local_aggregate(context.data, task).reset_index()
+        if context.name != checker:
+            context.send(checker, pack(own), tag="cell-table")
+    if context.name != checker:
+        return None
+    tables = [
+        own if h == checker else unpack(context.receive(h, tag="cell-table")) for h in holders
+    ]
+    group_by = list(task.params["group_by"])
+    return sum(t.set_index(group_by) for t in tables)
 
 
-def _publish(task: Task, session: Session, checker: str, table: pd.DataFrame) -> AggregateOutput:
-    if checker != task.recipient:
-        with session.as_party(checker) as party:
-            party.send(task.recipient, pack(table.reset_index()), tag="published")
-        with session.as_party(task.recipient) as party:
-            received = unpack(party.receive(checker, tag="published"))
-            table = received.set_index(list(task.params["group_by"]))
+def _checked_aggregate(
+    context: PartyContext, check: Callable[[pd.DataFrame, Task], pd.DataFrame]
+) -> AggregateOutput | None:
+    """Pool the holders' tables at the checker, apply ``check(pooled, task) -> table`` there
+    (the ``compute`` phase) and publish the table to the recipient, which returns it."""
+    task = context.task
+    checker = _checker(task)
+    pooled = _pool_tables(context)
+    table = None
+    if context.name == checker:
+        assert pooled is not None
+        with context.phase("compute"):
+            table = check(pooled, task)
+        if checker != task.recipient:
+            context.send(task.recipient, pack(table.reset_index()), tag="published")
+    if context.name != task.recipient:
+        return None
+    if table is None:
+        received = unpack(context.receive(checker, tag="published"))
+        table = received.set_index(list(task.params["group_by"]))
     out = AggregateOutput(table)
-    with session.as_party(task.recipient) as party:
-        party.reveal("table", out)
+    context.reveal("table", out)
     return out
 
 
-def _answer_queries(task: Task, session: Session, check: Any) -> QueryOutput:
-    """The custodian answers the workload exactly, applies ``check(query, answer,
-    rows)`` to each answer, and sends the checked answers."""
+def _answer_queries(
+    context: PartyContext, check: Callable[[dict[str, Any], Any, int], Any]
+) -> QueryOutput | None:
+    """The researcher sends its workload; the custodian answers it exactly, applies
+    ``check(query, answer, rows)`` to each answer and sends the checked answers."""
+    task = context.task
     (custodian,) = [n for n in task.party_names if n != task.recipient]
-    with session.as_party(task.recipient) as party:
-        party.send(custodian, pack(list(task.params["queries"])), tag="workload")
-    with session.as_party(custodian) as party:
-        workload = unpack(party.receive(task.recipient, tag="workload"))
+    if context.name == custodian:
+        workload = unpack(context.receive(task.recipient, tag="workload"))
         answers = []
-        with session.phase("compute"):
+        data = context.data
+        with context.phase("compute"):
             for query in workload:
-                rows = party.data.query(query["filter"]) if query.get("filter") else party.data
-                answers.append(check(query, answer_query(party.data, query), len(rows)))
-        party.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
-    with session.as_party(task.recipient) as party:
-        received = unpack(party.receive(custodian, tag="answers"))
-        out = QueryOutput(tuple(_from_json(a) for a in received))
-        party.reveal("answers", out)
+                rows = data.query(query["filter"]) if query.get("filter") else data
+                answers.append(check(query, answer_query(data, query), len(rows)))
+        context.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
+        return None
+    if context.name != task.recipient:
+        return None
+    context.send(custodian, pack(list(task.params["queries"])), tag="workload")
+    received = unpack(context.receive(custodian, tag="answers"))
+    out = QueryOutput(tuple(_from_json(a) for a in received))
+    context.reveal("answers", out)
     return out
 
 
@@ -163,22 +192,23 @@ class SdcSuppress(Backend):
             ),
         )
 
-    def run(self, task: Task, session: Session) -> Any:
-        """Release the checked table or answers."""
+    def run_party(self, context: PartyContext) -> AggregateOutput | QueryOutput | None:
+        """Release the checked table (``aggregate``) or answers (``query``)."""
         self.capabilities  # noqa: B018
-        if task.kind == "aggregate":
-            checker, pooled = _pool_tables(task, session)
-            with session.as_party(checker), session.phase("compute"):
-                group_by = list(task.params["group_by"])
-                table = finish_means(pooled, task)
-                withheld = suppress_cells(
-                    pooled["n"], group_by, self.threshold, secondary=self.secondary
-                )
-                table.loc[withheld.to_numpy(), :] = np.nan
-            return _publish(task, session, checker, table)
-        if task.kind == "query":
-            return _answer_queries(task, session, self._check)
-        raise UnsupportedTask(f"sdc-suppress serves aggregate and query, not {task.kind}")
+        kind = context.task.kind
+        if kind == "aggregate":
+            return _checked_aggregate(context, self._suppress)
+        if kind == "query":
+            return _answer_queries(context, self._check)
+        raise UnsupportedTask(f"sdc-suppress serves aggregate and query, not {kind}")
+
+    def _suppress(self, pooled: pd.DataFrame, task: Task) -> pd.DataFrame:
+        table = finish_means(pooled, task)
+        withheld = suppress_cells(
+            pooled["n"], list(task.params["group_by"]), self.threshold, secondary=self.secondary
+        )
+        table.loc[withheld.to_numpy(), :] = np.nan
+        return table
 
     def _check(self, query: dict[str, Any], answer: Any, n_rows: int) -> Any:
         if query["kind"] == "histogram":
@@ -218,22 +248,24 @@ class SdcRound(Backend):
     def _round(self, values: Any) -> Any:
         return np.round(np.asarray(values, dtype=float) / self.base) * self.base
 
-    def run(self, task: Task, session: Session) -> Any:
-        """Release the rounded table or answers."""
+    def run_party(self, context: PartyContext) -> AggregateOutput | QueryOutput | None:
+        """Release the rounded table (``aggregate``) or answers (``query``)."""
         self.capabilities  # noqa: B018
-        if task.kind == "aggregate":
-            checker, pooled = _pool_tables(task, session)
-            with session.as_party(checker), session.phase("compute"):
-                table = finish_means(pooled, task)
-                table["n"] = self._round(table["n"])
-                for measure in task.params["measures"]:
-                    if measure["stat"] == "count":
-                        name = f"{measure['column']}_count"
-                        table[name] = self._round(table[name])
-            return _publish(task, session, checker, table)
-        if task.kind == "query":
-            return _answer_queries(task, session, self._check)
-        raise UnsupportedTask(f"sdc-round serves aggregate and query, not {task.kind}")
+        kind = context.task.kind
+        if kind == "aggregate":
+            return _checked_aggregate(context, self._round_table)
+        if kind == "query":
+            return _answer_queries(context, self._check)
+        raise UnsupportedTask(f"sdc-round serves aggregate and query, not {kind}")
+
+    def _round_table(self, pooled: pd.DataFrame, task: Task) -> pd.DataFrame:
+        table = finish_means(pooled, task)
+        table["n"] = self._round(table["n"])
+        for measure in task.params["measures"]:
+            if measure["stat"] == "count":
+                name = f"{measure['column']}_count"
+                table[name] = self._round(table[name])
+        return table
 
     def _check(self, query: dict[str, Any], answer: Any, n_rows: int) -> Any:
         del n_rows

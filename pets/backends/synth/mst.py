@@ -44,7 +44,10 @@ __all__ = ["SynthDP", "mst_synthesise"]
 
 
 def _mbi() -> Any:
-    """Import ``mbi`` with JAX on the CPU in 64-bit floats, without its compile cache."""
+    """Import ``mbi`` with JAX on the CPU in 64-bit floats, without its compile cache.
+
+    Called from :meth:`SynthDP.publish`, so JAX is imported only in the custodian's party
+    process, never in the fork server that preloads this module nor in the harness."""
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
 
