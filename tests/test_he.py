@@ -137,7 +137,7 @@ def test_short_chain_is_refused_before_running(scenario_dir):
     backend = TensealCKKS(poly_modulus_degree=16384, coeff_mod_bit_sizes=[60, 40, 40, 60])
     assert backend.capabilities.claim.security_bits == 256  # 200 bits at 16384: fine for sums
     # Each party process refuses it before making a key; the harness reports that error.
-    with pytest.raises(PartyProgramError, match="ValueError: .*needs depth 4") as caught:
+    with pytest.raises(PartyProgramError, match=r"ValueError: .*needs depth 4") as caught:
         _run(backend, "encrypted_supplier_inference", scenario_dir, 2000)
     assert caught.value.status == "failed"
 
