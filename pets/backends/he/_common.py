@@ -8,7 +8,7 @@ import numpy as np
 
 from pets.api import AggregateOutput, Backend, LogisticModel, PartyContext, UnsupportedTask
 from pets.backends.federated import federated_averaging
-from pets.backends.he._protocol import secure_sum
+from pets.backends.he._protocol import make_keys, secure_sum
 from pets.tasks import finish_means, local_aggregate, sums_from_vector
 from pets.tasks.aggregate import cell_grid
 from pets.wire import pack, unpack
@@ -75,8 +75,9 @@ class HomomorphicBackend(Backend):
     def _train(self, context: PartyContext) -> LogisticModel | None:
         """Federated averaging whose sums of updates run under encryption.
 
-        The first trust holds the key (made once per run, in its own process) and sends
-        each decrypted sum to the aggregator (the recipient), which adds ciphertexts.
+        The first trust holds the key (made once per run, before the first round, in its
+        own process) and sends each decrypted sum to the aggregator (the recipient), which
+        adds ciphertexts.
         """
         task = context.task
         holders = list(task.parties_with_role("data_holder"))
@@ -84,6 +85,9 @@ class HomomorphicBackend(Backend):
         scheme = self.scheme("train")
         length = len(task.params["features"]) + 2  # n_k · w_k (weights, intercept), n_k
         keys: dict[str, Any] = {}
+        if context.name == key_holder:
+            # Keys go out before the first round, alongside the first global weights.
+            make_keys(context, scheme, aggregator=aggregator, holders=holders, keys=keys)
 
         def aggregate(context: PartyContext, contribution: np.ndarray | None) -> np.ndarray | None:
             total = secure_sum(

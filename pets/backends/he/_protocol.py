@@ -16,7 +16,25 @@ import numpy as np
 
 from pets.api import PartyContext
 
-__all__ = ["secure_sum"]
+__all__ = ["make_keys", "secure_sum"]
+
+
+def make_keys(
+    context: PartyContext,
+    scheme: Any,
+    *,
+    aggregator: str,
+    holders: Sequence[str],
+    keys: dict[str, Any],
+) -> None:
+    """At the key holder: make the key pair into ``keys`` and send the public part to
+    the aggregator and the holders (who load it when they first need it)."""
+    receivers = [p for p in dict.fromkeys([aggregator, *holders]) if p != context.name]
+    with context.phase("setup"):
+        keys["secret"], public = scheme.keygen()
+        for receiver in receivers:
+            context.send(receiver, public, tag="public-key")
+        keys["public"] = scheme.public_of(keys["secret"])
 
 
 def secure_sum(
@@ -49,7 +67,8 @@ def secure_sum(
         The public length of every contribution.
     keys : dict, optional
         This party's keys, kept across calls (federated rounds): the key pair is made,
-        and the public key sent and loaded, on the first call only.
+        and the public key sent and loaded, on the first call only (or beforehand, by
+        :func:`make_keys` at the key holder).
 
     Returns
     -------
@@ -63,15 +82,11 @@ def secure_sum(
     if me not in involved:
         return None
     keys = {} if keys is None else keys
-    receivers = [p for p in dict.fromkeys([aggregator, *holders]) if p != key_holder]
     if "public" not in keys:
-        with context.phase("setup"):
-            if me == key_holder:
-                keys["secret"], public = scheme.keygen()
-                for receiver in receivers:
-                    context.send(receiver, public, tag="public-key")
-                keys["public"] = scheme.public_of(keys["secret"])
-            else:
+        if me == key_holder:
+            make_keys(context, scheme, aggregator=aggregator, holders=holders, keys=keys)
+        else:
+            with context.phase("setup"):
                 keys["public"] = scheme.load_public(context.receive(key_holder, tag="public-key"))
     if me in holders:
         if contribution is None:
