@@ -28,7 +28,21 @@ def make_keys(
     keys: dict[str, Any],
 ) -> None:
     """At the key holder: make the key pair into ``keys`` and send the public part to
-    the aggregator and the holders (who load it when they first need it)."""
+    the aggregator and the holders (who load it when they first need it).
+
+    Parameters
+    ----------
+    context : PartyContext
+        The key holder's context.
+    scheme : CkksScheme, BfvScheme or PaillierScheme
+        The additive scheme.
+    aggregator : str
+        Who adds ciphertexts.
+    holders : sequence of str
+        Parties that contribute (the key holder among them receives nothing).
+    keys : dict
+        Filled with ``secret`` and ``public`` (what the key holder encrypts with).
+    """
     receivers = [p for p in dict.fromkeys([aggregator, *holders]) if p != context.name]
     with context.phase("setup"):
         keys["secret"], public = scheme.keygen()
