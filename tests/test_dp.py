@@ -23,6 +23,8 @@ from pets.scenarios import build_problem, load_scenario
 from pets.session import Session
 from pets.tasks import TASK_KINDS
 
+from conftest import solve_problem
+
 
 def _problem(card_id, scenario_dir, size):
     card = load_scenario(card_id, scenario_dir)
@@ -30,8 +32,7 @@ def _problem(card_id, scenario_dir, size):
 
 
 def _score(backend, problem):
-    session = Session(problem.task.parties, problem.party_data)
-    output = backend.run(problem.task, session)
+    output, session = solve_problem(backend, problem)
     kind = TASK_KINDS[problem.task.kind]
     return output, kind.score(output, kind.reference(problem), problem), session
 

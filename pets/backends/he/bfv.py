@@ -7,7 +7,14 @@ import math
 
 import numpy as np
 
-from pets.api import Capabilities, Claim, InferenceOutput, PetClass, SecurityModel, Task
+from pets.api import (
+    Capabilities,
+    Claim,
+    InferenceOutput,
+    PartyContext,
+    PetClass,
+    SecurityModel,
+)
 from pets.backends.he._common import HomomorphicBackend
 from pets.backends.he._packing import FixedPoint
 from pets.backends.he._schemes import BfvScheme
@@ -16,7 +23,6 @@ from pets.backends.he._security import (
     batching_prime,
     check_poly_modulus_degree,
 )
-from pets.session import Session
 from pets.tasks import design_matrix
 from pets.wire import join_frames, split_frames
 
@@ -108,34 +114,25 @@ class TensealBFV(HomomorphicBackend):
             extra="he",
         )
 
-    def _inference(self, task: Task, session: Session) -> InferenceOutput:
+    def _inference(self, context: PartyContext) -> InferenceOutput | None:
+        """Linear scores on BFV-encrypted fixed-point features.
+
+        The provider (the recipient) holds the key and sends its patients' features,
+        column by column (patients in slots); the supplier multiplies them by its
+        fixed-point weights, adds the intercept and sends the scores back; the provider
+        decrypts and applies the sigmoid.
+        """
         import tenseal as ts
 
+        task = context.task
         provider, supplier = task.recipient, task.params["supplier"]
         scheme = self.scheme("inference")
         fixed = scheme.fixed
-        slots = scheme.degree
-        with session.as_party(provider) as party:
-            with session.phase("setup"):
-                context, public = scheme.keygen()
-            party.send(supplier, public, tag="public-key")
-            with session.phase("encode"):
-                x = design_matrix(party.data, task.params["features"])
-                columns = [fixed.encode(x[:, j]) for j in range(x.shape[1])]
-            with session.phase("encrypt"):
-                chunks = [
-                    join_frames(
-                        [ts.bfv_vector(context, c[s : s + slots]).serialize() for c in columns]
-                    )
-                    for s in range(0, len(x), slots)
-                ]
-            party.send(supplier, join_frames(chunks), tag="features")
-            n_patients = len(x)
-        with session.as_party(supplier) as party:
-            model = party.data
-            public_context = ts.context_from(party.receive(provider, tag="public-key"))
-            received = party.receive(provider, tag="features")
-            with session.phase("compute"):
+        if context.name == supplier:
+            model = context.data
+            public_context = ts.context_from(context.receive(provider, tag="public-key"))
+            received = context.receive(provider, tag="features")
+            with context.phase("compute"):
                 weights = fixed.encode(model.coef)
                 intercept = round(model.intercept * 10 ** (2 * fixed.digits))
                 scores = []
@@ -146,16 +143,31 @@ class TensealBFV(HomomorphicBackend):
                         score += vector * ([weight] * vector.size())
                     score += [intercept] * score.size()
                     scores.append(score.serialize())
-            party.send(provider, join_frames(scores), tag="scores")
-        with session.as_party(provider) as party:
-            received = party.receive(supplier, tag="scores")
-            with session.phase("decrypt"):
-                linear = np.concatenate(
-                    [
-                        np.array(ts.bfv_vector_from(context, f).decrypt(), dtype=np.float64)
-                        for f in split_frames(received)
-                    ]
-                )[:n_patients] / 10.0 ** (2 * fixed.digits)
-                out = InferenceOutput(1.0 / (1.0 + np.exp(-linear)))
-            party.reveal("scores", out)
+            context.send(provider, join_frames(scores), tag="scores")
+            return None
+        if context.name != provider:
+            return None
+        slots = scheme.degree
+        with context.phase("setup"):
+            secret, public = scheme.keygen()
+        context.send(supplier, public, tag="public-key")
+        with context.phase("encode"):
+            x = design_matrix(context.data, task.params["features"])
+            columns = [fixed.encode(x[:, j]) for j in range(x.shape[1])]
+        with context.phase("encrypt"):
+            chunks = [
+                join_frames([ts.bfv_vector(secret, c[s : s + slots]).serialize() for c in columns])
+                for s in range(0, len(x), slots)
+            ]
+        context.send(supplier, join_frames(chunks), tag="features")
+        received = context.receive(supplier, tag="scores")
+        with context.phase("decrypt"):
+            linear = np.concatenate(
+                [
+                    np.array(ts.bfv_vector_from(secret, f).decrypt(), dtype=np.float64)
+                    for f in split_frames(received)
+                ]
+            )[: len(x)] / 10.0 ** (2 * fixed.digits)
+            out = InferenceOutput(1.0 / (1.0 + np.exp(-linear)))
+        context.reveal("scores", out)
         return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -12,9 +13,9 @@ from pets.api import (
     Claim,
     InferenceOutput,
     LogisticModel,
+    PartyContext,
     PetClass,
     SecurityModel,
-    Task,
 )
 from pets.backends.he._common import HomomorphicBackend
 from pets.backends.he._schemes import CkksScheme
@@ -24,7 +25,6 @@ from pets.backends.he._security import (
     ckks_chain,
     lattice_security_bits,
 )
-from pets.session import Session
 from pets.tasks import design_matrix, labels
 from pets.wire import join_frames, pack, split_frames, unpack
 
@@ -206,36 +206,25 @@ class TensealCKKS(HomomorphicBackend):
             extra="he",
         )
 
-    def _inference(self, task: Task, session: Session) -> InferenceOutput:
+    def _inference(self, context: PartyContext) -> InferenceOutput | None:
+        """Scores on CKKS-encrypted features.
+
+        The provider (the recipient) holds the key and sends its patients' features,
+        column by column (patients in slots); the supplier computes the linear score
+        with its plaintext weights and, with ``sigmoid="poly"``, the sigmoid
+        polynomial; the provider decrypts.
+        """
         import tenseal as ts
 
+        task = context.task
         provider, supplier = task.recipient, task.params["supplier"]
         scheme = self.scheme("inference")
-        slots = scheme.degree // 2
-        with session.as_party(provider) as party:
-            with session.phase("setup"):
-                context, public = scheme.keygen()
-            party.send(supplier, public, tag="public-key")
-            with session.phase("encode"):
-                x = design_matrix(party.data, task.params["features"])
-            with session.phase("encrypt"):
-                chunks = [
-                    join_frames(
-                        [
-                            ts.ckks_vector(context, x[s : s + slots, j].tolist()).serialize()
-                            for j in range(x.shape[1])
-                        ]
-                    )
-                    for s in range(0, len(x), slots)
-                ]
-            party.send(supplier, join_frames(chunks), tag="features")
-            n_patients = len(x)
-        coefficients = sigmoid_polynomial(self.sigmoid_degree, self.sigmoid_range)
-        with session.as_party(supplier) as party:
-            model = party.data
-            public_context = ts.context_from(party.receive(provider, tag="public-key"))
-            received = party.receive(provider, tag="features")
-            with session.phase("compute"):
+        if context.name == supplier:
+            coefficients = sigmoid_polynomial(self.sigmoid_degree, self.sigmoid_range)
+            model = context.data
+            public_context = ts.context_from(context.receive(provider, tag="public-key"))
+            received = context.receive(provider, tag="features")
+            with context.phase("compute"):
                 scores = []
                 for chunk in split_frames(received):
                     columns = [ts.ckks_vector_from(public_context, f) for f in split_frames(chunk)]
@@ -246,25 +235,44 @@ class TensealCKKS(HomomorphicBackend):
                     if self.sigmoid == "poly":
                         score = score.polyval(coefficients.tolist())
                     scores.append(score.serialize())
-            party.send(provider, join_frames(scores), tag="scores")
-        with session.as_party(provider) as party:
-            received = party.receive(supplier, tag="scores")
-            with session.phase("decrypt"):
-                values = np.concatenate(
-                    [ts.ckks_vector_from(context, f).decrypt() for f in split_frames(received)]
-                )[:n_patients]
-                if self.sigmoid == "none":
-                    values = 1.0 / (1.0 + np.exp(-values))
-                out = InferenceOutput(np.clip(values, 0.0, 1.0))
-            party.reveal("scores", out)
+            context.send(provider, join_frames(scores), tag="scores")
+            return None
+        if context.name != provider:
+            return None
+        slots = scheme.degree // 2
+        with context.phase("setup"):
+            secret, public = scheme.keygen()
+        context.send(supplier, public, tag="public-key")
+        with context.phase("encode"):
+            x = design_matrix(context.data, task.params["features"])
+        with context.phase("encrypt"):
+            chunks = [
+                join_frames(
+                    [
+                        ts.ckks_vector(secret, x[s : s + slots, j].tolist()).serialize()
+                        for j in range(x.shape[1])
+                    ]
+                )
+                for s in range(0, len(x), slots)
+            ]
+        context.send(supplier, join_frames(chunks), tag="features")
+        received = context.receive(supplier, tag="scores")
+        with context.phase("decrypt"):
+            values = np.concatenate(
+                [ts.ckks_vector_from(secret, f).decrypt() for f in split_frames(received)]
+            )[: len(x)]
+            if self.sigmoid == "none":
+                values = 1.0 / (1.0 + np.exp(-values))
+            out = InferenceOutput(np.clip(values, 0.0, 1.0))
+        context.reveal("scores", out)
         return out
 
-    def _train(self, task: Task, session: Session) -> LogisticModel:
+    def _train(self, context: PartyContext) -> LogisticModel | None:
         if self.training == "secure_aggregation":
-            return super()._train(task, session)
-        return self._train_encrypted(task, session)
+            return super()._train(context)
+        return self._train_encrypted(context)
 
-    def _train_encrypted(self, task: Task, session: Session) -> LogisticModel:
+    def _train_encrypted(self, context: PartyContext) -> LogisticModel | None:
         """Gradient descent on encrypted rows (the expensive extreme).
 
         The first trust holds the key. Each trust encrypts its first
@@ -279,104 +287,109 @@ class TensealCKKS(HomomorphicBackend):
         """
         import tenseal as ts
 
+        task = context.task
         scheme = self.scheme("train")
-        slots = scheme.degree // 2
-        features = list(task.params["features"])
         holders = list(task.parties_with_role("data_holder"))
         key_holder, aggregator = holders[0], task.recipient
-        per_trust = min(slots, max(1, self.encrypted_patients // len(holders)))
-        coefficients = sigmoid_polynomial(_TRAINING_SIGMOID_DEGREE, self.sigmoid_range)
-        with session.as_party(key_holder) as party, session.phase("setup"):
-            context, _ = scheme.keygen()
-            context.generate_galois_keys()
+        per_trust = min(scheme.degree // 2, max(1, self.encrypted_patients // len(holders)))
+        if context.name == aggregator:
+            return self._encrypted_aggregator(context, holders, key_holder)
+        if context.name not in holders:
+            return None
+        if context.name != key_holder:
+            own = ts.context_from(context.receive(key_holder, tag="public-key"))
+            rows = self._send_encrypted_rows(context, own, per_trust, aggregator)
+            context.send(key_holder, pack(rows), tag="count")
+            return None
+        with context.phase("setup"):
+            secret, _ = scheme.keygen()
+            secret.generate_galois_keys()
             # Only the aggregator sums slots (rotations); trusts get no Galois keys.
-            party.send(aggregator, context.serialize(save_secret_key=False), tag="public-key")
-            encrypt_only = context.serialize(save_secret_key=False, save_galois_keys=False)
+            context.send(aggregator, secret.serialize(save_secret_key=False), tag="public-key")
+            encrypt_only = secret.serialize(save_secret_key=False, save_galois_keys=False)
             for receiver in holders[1:]:
-                party.send(receiver, encrypt_only, tag="public-key")
-        for holder in holders:
-            with session.as_party(holder) as party:
-                own = (
-                    context
-                    if holder == key_holder
-                    else ts.context_from(party.receive(key_holder, tag="public-key"))
-                )
-                rows = party.data.iloc[:per_trust]
-                with session.phase("encode"):
-                    x = design_matrix(rows, features)
-                    y = labels(rows, task)
-                with session.phase("encrypt"):
-                    frames = [
-                        ts.ckks_vector(own, x[:, j].tolist()).serialize() for j in range(x.shape[1])
-                    ]
-                    frames.append(ts.ckks_vector(own, y.tolist()).serialize())
-                party.send(aggregator, join_frames(frames), tag="encrypted-rows")
-                if holder != key_holder:
-                    party.send(key_holder, pack(len(rows)), tag="count")
-        with session.as_party(key_holder) as party:
-            counts = {key_holder: min(per_trust, len(party.data))}
-            counts.update({h: unpack(party.receive(h, tag="count")) for h in holders[1:]})
-            n = sum(counts.values())
-        with session.as_party(aggregator) as party:
-            agg_context = ts.context_from(party.receive(key_holder, tag="public-key"))
-            data = {}
-            for holder in holders:
-                frames = split_frames(party.receive(holder, tag="encrypted-rows"))
-                vectors = [ts.ckks_vector_from(agg_context, f) for f in frames]
-                data[holder] = (vectors[:-1], vectors[-1])
-        weights = np.zeros(len(features) + 1)
+                context.send(receiver, encrypt_only, tag="public-key")
+        counts = {key_holder: self._send_encrypted_rows(context, secret, per_trust, aggregator)}
+        counts.update({h: unpack(context.receive(h, tag="count")) for h in holders[1:]})
+        n = sum(counts.values())
+        weights = np.zeros(len(task.params["features"]) + 1)
         for _ in range(self.epochs):
-            with session.as_party(key_holder) as party, session.phase("encrypt"):
+            with context.phase("encrypt"):
                 # One block of replicated weights per distinct trust sample size.
                 sizes = sorted(set(counts.values()))
                 blocks = [
                     join_frames(
-                        [ts.ckks_vector(context, [float(w)] * size).serialize() for w in weights]
+                        [ts.ckks_vector(secret, [float(w)] * size).serialize() for w in weights]
                     )
                     for size in sizes
                 ]
-                party.send(aggregator, join_frames([pack(sizes), *blocks]), tag="weights")
-            with session.as_party(aggregator) as party:
-                sizes_frame, *blocks = split_frames(party.receive(key_holder, tag="weights"))
-                by_size = dict(zip(unpack(sizes_frame), blocks, strict=True))
-                with session.phase("compute"):
-                    gradient = None
-                    for holder in holders:
-                        columns, y = data[holder]
-                        block = by_size[y.size()]
-                        w = [ts.ckks_vector_from(agg_context, f) for f in split_frames(block)]
-                        z = columns[0] * w[0]
-                        for column, wj in zip(columns[1:], w[1:-1], strict=True):
-                            z += column * wj
-                        z += w[-1]
-                        error = z.polyval(coefficients.tolist()) - y
-                        parts = [(column * error).sum() for column in columns] + [error.sum()]
-                        gradient = (
-                            parts
-                            if gradient is None
-                            else [a + b for a, b in zip(gradient, parts, strict=True)]
-                        )
-                party.send(
-                    key_holder, join_frames([g.serialize() for g in gradient]), tag="gradient"
-                )
-            with session.as_party(key_holder) as party:
-                received = split_frames(party.receive(aggregator, tag="gradient"))
-                with session.phase("decrypt"):
-                    grad = (
-                        np.array([ts.ckks_vector_from(context, f).decrypt()[0] for f in received])
-                        / n
+            context.send(aggregator, join_frames([pack(sizes), *blocks]), tag="weights")
+            received = split_frames(context.receive(aggregator, tag="gradient"))
+            with context.phase("decrypt"):
+                grad = np.array([ts.ckks_vector_from(secret, f).decrypt()[0] for f in received]) / n
+                grad[:-1] += self.l2 * weights[:-1]
+                weights = weights - self.encrypted_learning_rate * grad
+        context.send(aggregator, pack(weights), tag="model")
+        return None
+
+    def _send_encrypted_rows(
+        self, context: PartyContext, own: Any, per_trust: int, aggregator: str
+    ) -> int:
+        """Encrypt this trust's first ``per_trust`` rows column by column, labels last,
+        send them to the aggregator and return how many rows they are."""
+        import tenseal as ts
+
+        rows = context.data.iloc[:per_trust]
+        with context.phase("encode"):
+            x = design_matrix(rows, list(context.task.params["features"]))
+            y = labels(rows, context.task)
+        with context.phase("encrypt"):
+            frames = [ts.ckks_vector(own, x[:, j].tolist()).serialize() for j in range(x.shape[1])]
+            frames.append(ts.ckks_vector(own, y.tolist()).serialize())
+        context.send(aggregator, join_frames(frames), tag="encrypted-rows")
+        return len(rows)
+
+    def _encrypted_aggregator(
+        self, context: PartyContext, holders: Sequence[str], key_holder: str
+    ) -> LogisticModel:
+        """The aggregator's part of encrypted training: gradients it cannot read."""
+        import tenseal as ts
+
+        coefficients = sigmoid_polynomial(_TRAINING_SIGMOID_DEGREE, self.sigmoid_range)
+        agg_context = ts.context_from(context.receive(key_holder, tag="public-key"))
+        data = {}
+        for holder in holders:
+            frames = split_frames(context.receive(holder, tag="encrypted-rows"))
+            vectors = [ts.ckks_vector_from(agg_context, f) for f in frames]
+            data[holder] = (vectors[:-1], vectors[-1])
+        for _ in range(self.epochs):
+            sizes_frame, *blocks = split_frames(context.receive(key_holder, tag="weights"))
+            by_size = dict(zip(unpack(sizes_frame), blocks, strict=True))
+            with context.phase("compute"):
+                gradient = None
+                for holder in holders:
+                    columns, y = data[holder]
+                    block = by_size[y.size()]
+                    w = [ts.ckks_vector_from(agg_context, f) for f in split_frames(block)]
+                    z = columns[0] * w[0]
+                    for column, wj in zip(columns[1:], w[1:-1], strict=True):
+                        z += column * wj
+                    z += w[-1]
+                    error = z.polyval(coefficients.tolist()) - y
+                    parts = [(column * error).sum() for column in columns] + [error.sum()]
+                    gradient = (
+                        parts
+                        if gradient is None
+                        else [a + b for a, b in zip(gradient, parts, strict=True)]
                     )
-                    grad[:-1] += self.l2 * weights[:-1]
-                    weights = weights - self.encrypted_learning_rate * grad
-        model = LogisticModel(
-            coef=weights[:-1], intercept=float(weights[-1]), features=tuple(features)
-        )
-        with session.as_party(key_holder) as party:
-            party.send(aggregator, pack(weights), tag="model")
-        with session.as_party(aggregator) as party:
-            final = unpack(party.receive(key_holder, tag="model"))
-            model = LogisticModel(
-                coef=final[:-1], intercept=float(final[-1]), features=tuple(features)
+            context.send(
+                key_holder, join_frames([g.serialize() for g in gradient or []]), tag="gradient"
             )
-            party.reveal("model", model)
+        final = unpack(context.receive(key_holder, tag="model"))
+        model = LogisticModel(
+            coef=final[:-1],
+            intercept=float(final[-1]),
+            features=tuple(context.task.params["features"]),
+        )
+        context.reveal("model", model)
         return model

@@ -7,12 +7,18 @@ import math
 import gmpy2
 import numpy as np
 
-from pets.api import Capabilities, Claim, InferenceOutput, PetClass, SecurityModel, Task
+from pets.api import (
+    Capabilities,
+    Claim,
+    InferenceOutput,
+    PartyContext,
+    PetClass,
+    SecurityModel,
+)
 from pets.backends.he._common import HomomorphicBackend
 from pets.backends.he._packing import FixedPoint
 from pets.backends.he._schemes import PaillierScheme
 from pets.backends.he._security import paillier_security_bits
-from pets.session import Session
 from pets.tasks import design_matrix
 from pets.wire import pack, unpack
 
@@ -113,84 +119,97 @@ class Paillier(HomomorphicBackend):
             extra="he",
         )
 
-    def _inference(self, task: Task, session: Session) -> InferenceOutput:
+    def _inference(self, context: PartyContext) -> InferenceOutput | None:
         """Packed linear scores: features of many patients share one plaintext.
 
         Features are scaled to [0, 1] publicly and encoded as ``x' = round(x·2^16)``. The
         supplier shifts each weight by a bound W so all are non-negative
         (``w' = round((w + W)·2^16)``), raises each packed feature ciphertext to ``w'``,
-        multiplies them and adds the packed intercept ``(b + W)·2^32``. The provider
-        decrypts slot sums and removes ``W·2^16·Σ x'`` and ``W·2^32`` itself.
+        multiplies them and adds the packed intercept ``(b + W)·2^32`` to every slot.
+        The provider decrypts slot sums, keeps one per patient and removes
+        ``W·2^16·Σ x'`` and ``W·2^32`` itself.
         """
-        from phe import paillier
-
+        task = context.task
         provider, supplier = task.recipient, task.params["supplier"]
         self._check()
-        with session.as_party(provider) as party:
-            with session.phase("setup"):
-                public, private = paillier.generate_paillier_keypair(n_length=self.n_length)
-            party.send(
-                supplier,
-                public.n.to_bytes((public.n.bit_length() + 7) // 8, "big"),
-                tag="public-key",
-            )
-            x = design_matrix(party.data, task.params["features"])
-            d = x.shape[1]
-            with session.phase("encode"):
-                xq = np.round(x * 2**_SCORE_BITS).astype(object)
-        with session.as_party(supplier) as party:
-            model = party.data
-            bound = math.ceil(float(max(np.max(np.abs(model.coef)), abs(model.intercept)))) + 1
-            party.send(provider, pack({"weight_bound": bound}), tag="weight-bound")
-        with session.as_party(provider) as party:
-            bound = unpack(party.receive(supplier, tag="weight-bound"))["weight_bound"]
-            slot_bits = 2 * _SCORE_BITS + math.ceil(math.log2(2 * bound * (d + 1))) + 2
-            per_plaintext = (public.n.bit_length() - 2) // slot_bits
-            width = (public.nsquare.bit_length() + 7) // 8
-            with session.phase("encrypt"):
-                blocks = []
-                for start in range(0, len(x), per_plaintext):
-                    rows = xq[start : start + per_plaintext]
-                    for j in range(d):
-                        plain = sum(int(v) << (k * slot_bits) for k, v in enumerate(rows[:, j]))
-                        blocks.append(public.raw_encrypt(plain).to_bytes(width, "big"))
-            party.send(supplier, b"".join(blocks), tag="features")
-            n_patients = len(x)
-        with session.as_party(supplier) as party:
-            key = paillier.PaillierPublicKey(
-                int.from_bytes(party.receive(provider, tag="public-key"), "big")
-            )
-            received = party.receive(provider, tag="features")
-            with session.phase("compute"):
-                nsquare = gmpy2.mpz(key.nsquare)
-                shifted = [round(float(w + bound) * 2**_SCORE_BITS) for w in model.coef]
-                intercept = round(float(model.intercept + bound) * 2 ** (2 * _SCORE_BITS))
-                cts = [
-                    gmpy2.mpz(int.from_bytes(received[i : i + width], "big"))
-                    for i in range(0, len(received), width)
-                ]
-                out_blocks = []
-                for b, start in enumerate(range(0, n_patients, per_plaintext)):
-                    count = min(per_plaintext, n_patients - start)
-                    packed_intercept = sum(intercept << (k * slot_bits) for k in range(count))
-                    total = gmpy2.mpz(key.raw_encrypt(packed_intercept))
-                    for j in range(d):
-                        total = total * gmpy2.powmod(cts[b * d + j], shifted[j], nsquare) % nsquare
-                    out_blocks.append(int(total).to_bytes(width, "big"))
-            party.send(provider, b"".join(out_blocks), tag="scores")
-        with session.as_party(provider) as party:
-            received = party.receive(supplier, tag="scores")
-            with session.phase("decrypt"):
-                mask = (1 << slot_bits) - 1
-                sums = []
-                for i in range(0, len(received), width):
-                    plain = private.raw_decrypt(int.from_bytes(received[i : i + width], "big"))
-                    sums.extend((plain >> (k * slot_bits)) & mask for k in range(per_plaintext))
-                sums = np.array(sums[:n_patients], dtype=object)
-                correction = bound * 2**_SCORE_BITS * xq.sum(axis=1) + bound * 2 ** (
-                    2 * _SCORE_BITS
-                )
-                linear = (sums - correction).astype(np.float64) / 2 ** (2 * _SCORE_BITS)
-                out = InferenceOutput(1.0 / (1.0 + np.exp(-linear)))
-            party.reveal("scores", out)
+        d = len(task.params["features"])
+        if context.name == supplier:
+            self._score_packed(context, provider, d)
+            return None
+        if context.name != provider:
+            return None
+        from phe import paillier
+
+        with context.phase("setup"):
+            public, private = paillier.generate_paillier_keypair(n_length=self.n_length)
+        context.send(
+            supplier, public.n.to_bytes((public.n.bit_length() + 7) // 8, "big"), tag="public-key"
+        )
+        x = design_matrix(context.data, task.params["features"])
+        with context.phase("encode"):
+            xq = np.round(x * 2**_SCORE_BITS).astype(object)
+        bound = unpack(context.receive(supplier, tag="weight-bound"))["weight_bound"]
+        slot_bits, per_plaintext, width = _layout(public.n, bound, d)
+        with context.phase("encrypt"):
+            blocks = []
+            for start in range(0, len(x), per_plaintext):
+                rows = xq[start : start + per_plaintext]
+                for j in range(d):
+                    plain = sum(int(v) << (k * slot_bits) for k, v in enumerate(rows[:, j]))
+                    blocks.append(public.raw_encrypt(plain).to_bytes(width, "big"))
+        context.send(supplier, b"".join(blocks), tag="features")
+        received = context.receive(supplier, tag="scores")
+        with context.phase("decrypt"):
+            mask = (1 << slot_bits) - 1
+            sums = []
+            for i in range(0, len(received), width):
+                plain = private.raw_decrypt(int.from_bytes(received[i : i + width], "big"))
+                sums.extend((plain >> (k * slot_bits)) & mask for k in range(per_plaintext))
+            sums = np.array(sums[: len(x)], dtype=object)
+            correction = bound * 2**_SCORE_BITS * xq.sum(axis=1) + bound * 2 ** (2 * _SCORE_BITS)
+            linear = (sums - correction).astype(np.float64) / 2 ** (2 * _SCORE_BITS)
+            out = InferenceOutput(1.0 / (1.0 + np.exp(-linear)))
+        context.reveal("scores", out)
         return out
+
+    def _score_packed(self, context: PartyContext, provider: str, d: int) -> None:
+        """The supplier's part: tell the provider the weight bound, then turn packed
+        encrypted features into packed encrypted shifted scores."""
+        from phe import paillier
+
+        model = context.data
+        bound = math.ceil(float(max(np.max(np.abs(model.coef)), abs(model.intercept)))) + 1
+        context.send(provider, pack({"weight_bound": bound}), tag="weight-bound")
+        key = paillier.PaillierPublicKey(
+            int.from_bytes(context.receive(provider, tag="public-key"), "big")
+        )
+        slot_bits, per_plaintext, width = _layout(key.n, bound, d)
+        received = context.receive(provider, tag="features")
+        with context.phase("compute"):
+            nsquare = gmpy2.mpz(key.nsquare)
+            shifted = [round(float(w + bound) * 2**_SCORE_BITS) for w in model.coef]
+            intercept = round(float(model.intercept + bound) * 2 ** (2 * _SCORE_BITS))
+            cts = [
+                gmpy2.mpz(int.from_bytes(received[i : i + width], "big"))
+                for i in range(0, len(received), width)
+            ]
+            # The supplier does not know how many patients the last block holds, so the
+            # intercept goes into every slot; the provider keeps one slot per patient.
+            packed_intercept = sum(intercept << (k * slot_bits) for k in range(per_plaintext))
+            out_blocks = []
+            for b in range(len(cts) // d):
+                total = gmpy2.mpz(key.raw_encrypt(packed_intercept))
+                for j in range(d):
+                    total = total * gmpy2.powmod(cts[b * d + j], shifted[j], nsquare) % nsquare
+                out_blocks.append(int(total).to_bytes(width, "big"))
+        context.send(provider, b"".join(out_blocks), tag="scores")
+
+
+def _layout(n: int, bound: int, d: int) -> tuple[int, int, int]:
+    """Slot bits, patients per plaintext and ciphertext bytes of packed scores under the
+    modulus ``n``, for ``d`` features and weights bounded by ``bound`` (all public to
+    both parties once the bound is sent)."""
+    slot_bits = 2 * _SCORE_BITS + math.ceil(math.log2(2 * bound * (d + 1))) + 2
+    per_plaintext = (n.bit_length() - 2) // slot_bits
+    width = ((n * n).bit_length() + 7) // 8
+    return slot_bits, per_plaintext, width
