@@ -161,6 +161,8 @@ class Relay:
         """Stop relaying; return the traffic of every link that carried bytes."""
         self._closed = True
         for listener in self._listeners.values():
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
+                listener.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 listener.close()
         with self._lock:
