@@ -13,6 +13,7 @@ public bounds; the whole release is (``epsilon``, ``delta``)-DP per patient.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -32,6 +33,11 @@ from pets.tasks import finish_means, local_aggregate, sums_from_vector
 from pets.tasks.aggregate import cell_grid
 
 __all__ = ["MpycOpenDP"]
+
+with contextlib.suppress(ImportError):
+    # imported with this module, so the fork server the parties come from already holds
+    # OpenDP: importing it takes over a second, and every MPC party samples noise
+    import opendp.prelude  # noqa: F401
 
 
 class MpycOpenDP(Mpyc):
