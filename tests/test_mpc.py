@@ -46,6 +46,27 @@ class KilledMidway(Mpyc):
         return super()._aggregate(context, mpc)
 
 
+class Stalled(Mpyc):
+    """``wales`` stops answering without dying: before it connects (``where="start"``)
+    or once connected, before it inputs its shares (``where="step"``)."""
+
+    def __init__(
+        self, *, where: str = "step", start_timeout_s: float = 4, step_timeout_s: float = 4
+    ) -> None:
+        super().__init__(start_timeout_s=start_timeout_s, step_timeout_s=step_timeout_s)
+        self.where = where
+
+    def run_party(self, context: PartyContext) -> AggregateOutput | None:
+        if context.name == "wales" and self.where == "start":
+            time.sleep(60)
+        return super().run_party(context)
+
+    def _aggregate(self, context: PartyContext, mpc: MpcParty) -> AggregateOutput | None:
+        if context.name == "wales":
+            time.sleep(60)
+        return super()._aggregate(context, mpc)
+
+
 def _party_processes(marker: str) -> list[int]:
     """Live processes started for this test's cells: their environment names the test's
     own temporary folder ``marker`` (the cell worker, its fork server and the parties
@@ -244,6 +265,21 @@ def test_a_party_killed_mid_protocol_gives_party_failed(
     assert record["status"] == "party_failed", record["error"]
     assert "'wales'" in record["error"] and "signal 9" in record["error"]
     assert not _wait_until_gone(party_folder)
+
+
+@pytest.mark.parametrize(
+    ("where", "what"),
+    [("start", "connecting to every party"), ("step", "the secure sum")],
+)
+def test_a_party_that_stops_answering_runs_out_the_deadline(where, what, scenario_dir):
+    problem = build_problem(load_scenario("multi_site_prevalence", scenario_dir), 2000, 0)
+    backend = Stalled(where=where)
+    start = time.monotonic()
+    with pytest.raises(PartyProgramError, match=f"did not finish {what} within 4 s") as caught:
+        solve_problem(backend, problem)
+    assert caught.value.status == "party_failed"
+    assert caught.value.party != "wales"
+    assert time.monotonic() - start < 40
 
 
 def test_a_cell_timeout_kills_the_party_processes(tmp_path, registry, scenario_dir, party_folder):
