@@ -1,76 +1,150 @@
-"""MPyC backend: parties as processes, exact against plaintext, traffic per party,
-and failures that leave no process behind."""
+"""MPyC backends: each party its own process on harness-relayed sockets, exact against
+plaintext, traffic counted at every party, sensible rounds, and failures that end
+``party_failed`` and leave no process behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import socket
-import tempfile
+import os
+import shutil
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import pets
-from pets.api import PartyFailure
-from pets.backends.federated import FedAvg
-from pets.backends.mpc import Mpyc, _pool
+from pets.api import AggregateOutput, PartyContext, PartyRole
+from pets.backends.dp.composed import MpycOpenDP
+from pets.backends.federated import FedAvg, FedAvgSecAgg
+from pets.backends.mpc import Mpyc
+from pets.backends.mpc._party import MpcParty, _mpyc_options
 from pets.leakage import evaluate_leakage
 from pets.report import scorecard, scorecard_text
+from pets.runtime.context import PartyNetwork
+from pets.runtime.harness import PartyProgramError, runner_for
+from pets.runtime.relay import causal_depths
 from pets.scenarios import build_problem, load_scenario
-from pets.session import Session
+from pets.tasks import TASK_KINDS
 
-from conftest import solve_card
+from conftest import solve_card, solve_problem
+
+pytest.importorskip("mpyc")
+
+
+class KilledMidway(Mpyc):
+    """``wales`` dies (SIGKILL) once every party's MPyC runtime is connected, before it
+    inputs its shares: the other parties are mid-protocol, waiting for them."""
+
+    def _aggregate(self, context: PartyContext, mpc: MpcParty) -> AggregateOutput | None:
+        if context.name == "wales":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super()._aggregate(context, mpc)
+
+
+class Stalled(Mpyc):
+    """``wales`` stops answering without dying: before it connects (``where="start"``)
+    or once connected, before it inputs its shares (``where="step"``)."""
+
+    def __init__(
+        self, *, where: str = "step", start_timeout_s: float = 4, step_timeout_s: float = 4
+    ) -> None:
+        super().__init__(start_timeout_s=start_timeout_s, step_timeout_s=step_timeout_s)
+        self.where = where
+
+    def run_party(self, context: PartyContext) -> AggregateOutput | None:
+        if context.name == "wales" and self.where == "start":
+            time.sleep(60)
+        return super().run_party(context)
+
+    def _aggregate(self, context: PartyContext, mpc: MpcParty) -> AggregateOutput | None:
+        if context.name == "wales":
+            time.sleep(60)
+        return super()._aggregate(context, mpc)
 
 
 def _party_processes(marker: str) -> list[int]:
-    """Live party processes whose files live under ``marker`` (this test's own folder,
-    so parties of anything else running on the machine are not counted)."""
+    """Live processes started for this test's cells: their environment names the test's
+    own temporary folder ``marker`` (the cell worker, its fork server and the parties
+    forked from it), so processes of anything else on the machine are not counted."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
-            state = (entry / "stat").read_text().split()[2]
-        except OSError:
+            environ = (entry / "environ").read_bytes()
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
             continue
-        if b"mpc/_party.py" in cmdline and marker.encode() in cmdline and state != "Z":
+        if marker.encode() in environ and state != "Z":
             found.append(int(entry.name))
     return found
 
 
 @pytest.fixture
-def party_folder(tmp_path, monkeypatch) -> str:
-    """Make party processes, in this process and in workers, keep their files under a
-    folder of this test's own."""
-    folder = tmp_path / "parties"
-    folder.mkdir()
-    monkeypatch.setenv("TMPDIR", str(folder))
-    monkeypatch.setattr(tempfile, "tempdir", str(folder))
-    return str(folder)
+def party_folder(monkeypatch) -> Iterator[str]:
+    """Make the cells run by ``pets.run`` keep their files (and so name, in their
+    environment) a folder of this test's own; a short one, as the fork server's socket
+    lives there and a Unix socket's path has at most 107 bytes."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="pets-mpc-", dir="/tmp")
+    monkeypatch.setenv("TMPDIR", folder)
+    monkeypatch.setattr(tempfile, "tempdir", folder)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_until_gone(marker: str, seconds: float = 10) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := _party_processes(marker)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
 
 
 @pytest.mark.parametrize("vectorised", [True, False], ids=["vectorised", "per-element"])
-def test_aggregate_is_exact(vectorised, scenario_dir, party_folder):
+def test_aggregate_is_exact_and_counted_at_every_party(vectorised, scenario_dir):
     out, ref, acc, problem, session = solve_card(
         Mpyc(vectorised=vectorised), "multi_site_prevalence", scenario_dir, 5000
     )
     np.testing.assert_array_equal(out.table["n"], ref.table["n"])
     assert acc.metrics["max_relative_error"] < 1e-9
     meter = session.meter()
-    # every party of the card is a process with its own sockets, metered per link
-    for name in problem.task.party_names:
+    # every party is a process whose sockets the harness relayed and metered
+    assert set(session.party_names) == set(problem.task.party_names)  # six: no helper
+    for name in session.party_names:
         assert meter.bytes_by_party[name]["sent"] > 0
         assert meter.bytes_by_party[name]["received"] > 0
-        assert meter.rounds_by_party[name] >= 1
+        assert (
+            sum(map(len, session.received_bytes(name))) == (meter.bytes_by_party[name]["received"])
+        )
+    assert meter.rounds >= 4  # connect, input, output, shutdown
+    assert [p for p, *_ in session.reveals] == [problem.task.recipient]
     leakage = evaluate_leakage(problem, session, Mpyc().capabilities)
     exposure = [a for a in leakage["attacks"] if a["attack"] == "transcript_exposure"]
-    assert any(a["applicable"] for a in exposure)  # the captured socket bytes were searched
+    assert any(a["applicable"] for a in exposure)  # the relayed socket bytes were searched
     assert leakage["headline"]["worst_residual_risk"] < 0.05
     assert leakage["flags"] == []
-    assert not _party_processes(party_folder)
+
+
+def test_a_three_party_secure_sum_takes_a_few_rounds(scenario_dir):
+    card = load_scenario("multi_site_prevalence", scenario_dir)
+    problem = build_problem(card, 3000, seed=0)
+    keep = ("england", "scotland", "analyst")
+    task = dataclasses.replace(
+        problem.task, parties=tuple(p for p in problem.task.parties if p.name in keep)
+    )
+    run = runner_for(Mpyc(), AggregateOutput).run(
+        task, {k: v for k, v in problem.party_data.items() if k in keep}
+    )
+    # one round to connect, two for the sum (shares in, the total's shares out to the
+    # analyst), one for MPyC's shutdown; a message that merely arrived before a send
+    # counts as its cause, so a loaded machine may add one or two
+    assert 4 <= run.session.meter().rounds <= 7
 
 
 def test_linkage_finds_exactly_the_matches(scenario_dir):
@@ -82,8 +156,15 @@ def test_linkage_finds_exactly_the_matches(scenario_dir):
     assert acc.metrics["recall"] == 1.0
     assert acc.metrics["relative_error.hba1c_mean"] < 1e-9
     # two card parties need a third server for an honest majority
-    assert "mpc_server_1" in session.party_names
+    assert session.party_names[-1] == "mpc_server_1"
     assert session.meter().bytes_by_party["mpc_server_1"]["received"] > 0
+
+
+def test_a_linkage_over_max_pairs_is_refused(scenario_dir):
+    problem = build_problem(load_scenario("trial_recruitment_linkage", scenario_dir), 4000, 0)
+    with pytest.raises(PartyProgramError, match="exceeds max_pairs=10") as caught:
+        solve_problem(Mpyc(max_pairs=10), problem)
+    assert caught.value.status == "unsupported"
 
 
 def test_inference_scores_reach_only_the_provider(scenario_dir):
@@ -98,10 +179,35 @@ def test_inference_scores_reach_only_the_provider(scenario_dir):
 
 def test_training_equals_plain_federated_averaging(scenario_dir):
     settings = {"rounds": 3, "local_steps": 3}
-    secure, *_ = solve_card(Mpyc(**settings), "federated_risk_model", scenario_dir, 20_000)
+    secure, _, _, _, session = solve_card(
+        Mpyc(**settings), "federated_risk_model", scenario_dir, 20_000
+    )
     plain, *_ = solve_card(FedAvg(**settings), "federated_risk_model", scenario_dir, 20_000)
-    np.testing.assert_allclose(secure.coef, plain.coef, atol=1e-6)
-    assert secure.intercept == pytest.approx(plain.intercept, abs=1e-6)
+    via, *_ = solve_card(
+        FedAvgSecAgg(via="mpyc", **settings), "federated_risk_model", scenario_dir, 20_000
+    )
+    for model in (secure, via):
+        np.testing.assert_allclose(model.coef, plain.coef, atol=1e-6)
+        assert model.intercept == pytest.approx(plain.intercept, abs=1e-6)
+    # each round chains the weights (a harness message) with the secure sum (sockets)
+    assert session.meter().rounds >= 3 * settings["rounds"]
+    updates = [m for m in session.transcript if m.tag == "update"]
+    assert updates == []  # no update crossed in the clear
+
+
+def test_distributed_noise_hides_the_exact_total(scenario_dir):
+    problem = build_problem(load_scenario("multi_site_prevalence", scenario_dir), 5000, 0)
+    kind = TASK_KINDS["aggregate"]
+    reference = kind.reference(problem)
+    errors = {}
+    for epsilon in (0.1, 10.0):
+        out, session = solve_problem(MpycOpenDP(epsilon=epsilon), problem)
+        errors[epsilon] = kind.score(out, reference, problem).metrics["median_relative_error"]
+        assert not np.allclose(out.table["n"], reference.table["n"])
+        # every party put its noise into the sum
+        for name in session.party_names:
+            assert session.meter().bytes_by_party[name]["sent"] > 0
+    assert errors[10.0] < errors[0.1]
 
 
 def test_threshold_without_honest_majority_is_refused():
@@ -109,65 +215,105 @@ def test_threshold_without_honest_majority_is_refused():
         Mpyc(parties=4, threshold=2).capabilities  # noqa: B018
 
 
-def test_port_in_use_gives_a_party_failed_record(tmp_path, registry, scenario_dir, party_folder):
-    with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 0))
-        blocker.listen()
-        port = blocker.getsockname()[1]
-        frame = pets.run(
-            ["multi_site_prevalence"],
-            ["mpyc"],
-            params={"base_port": port - 1},
-            size=2000,
-            out=tmp_path,
-            registry=registry,
-            scenario_dir=scenario_dir,
-            progress=False,
-        )
-    record = frame.iloc[0]
-    assert record["status"] == "party_failed"
-    assert f"port {port}" in record["error"]
-    assert "already in use" in record["error"]
-    assert not _party_processes(party_folder)
+def test_mpyc_options_name_the_relays_and_the_own_port():
+    network = PartyNetwork(
+        order=("a", "b", "c"),
+        listen=("127.0.0.1", 5001),
+        peers={"a": ("127.0.0.1", 6001), "c": ("127.0.0.1", 6003)},
+    )
+    assert _mpyc_options(network, "b", 1) == [
+        *["-P", "127.0.0.1:6001", "-P", ":5001", "-P", "127.0.0.1:6003"],
+        *["-T", "1", "--no-log", "--no-barrier"],
+    ]
+    task = build_problem(load_scenario("trial_recruitment_linkage"), 1000, 0).task
+    assert Mpyc(parties=5).helpers(task) == tuple(
+        PartyRole(f"mpc_server_{i}", "compute") for i in (1, 2, 3)
+    )
+    assert Mpyc().helpers(task) == (PartyRole("mpc_server_1", "compute"),)
 
 
-def test_party_dying_at_start_stops_every_party(monkeypatch, scenario_dir, party_folder):
-    # skip the pool's own port check so that a party itself fails to listen
-    monkeypatch.setattr(_pool, "_check_port", lambda port, party: None)
-    card = load_scenario("multi_site_prevalence", scenario_dir)
-    problem = build_problem(card, 2000, seed=0)
-    session = Session(problem.task.parties, problem.party_data)
-    with socket.socket() as blocker:
-        blocker.bind(("127.0.0.1", 0))
-        blocker.listen()
-        port = blocker.getsockname()[1]
-        backend = Mpyc(base_port=port - 2, start_timeout_s=30)
-        with pytest.raises(PartyFailure, match=r"party 2 .* exited with code 1 during start"):
-            backend.run(problem.task, session)
-    assert not _party_processes(party_folder)
+def test_causal_depths_follow_happened_before():
+    # a -> b -> c is a chain of two; c's message to a, sent before anything reached c,
+    # is one deep
+    assert causal_depths([(0.0, "a", "b", 0.1), (0.2, "b", "c", 0.3), (0.05, "c", "a", 0.06)]) == {
+        ("a", "b"): 1,
+        ("b", "c"): 2,
+        ("c", "a"): 1,
+    }
+    # a message sent before the other's arrived does not depend on it
+    assert causal_depths([(0.0, "a", "b", 0.2), (0.1, "b", "a", 0.3)]) == {
+        ("a", "b"): 1,
+        ("b", "a"): 1,
+    }
 
 
-def test_a_cell_timeout_kills_the_party_processes(tmp_path, registry, scenario_dir, party_folder):
-    start = time.monotonic()
+def test_a_party_killed_mid_protocol_gives_party_failed(
+    tmp_path, registry, scenario_dir, party_folder
+):
+    registry.add("mpyc-killed", "test_mpc:KilledMidway")
     frame = pets.run(
-        ["federated_risk_model"],
-        ["mpyc"],
-        params={"rounds": 100_000},
-        size=3000,
+        ["multi_site_prevalence"],
+        ["mpyc-killed"],
+        size=2000,
         out=tmp_path,
         registry=registry,
         scenario_dir=scenario_dir,
-        timeout=8,
         progress=False,
+        timeout=120,
     )
+    record = frame.iloc[0]
+    assert record["status"] == "party_failed", record["error"]
+    assert "'wales'" in record["error"] and "signal 9" in record["error"]
+    assert not _wait_until_gone(party_folder)
+
+
+@pytest.mark.parametrize(
+    ("where", "what"),
+    [("start", "connecting to every party"), ("step", "the secure sum")],
+)
+def test_a_party_that_stops_answering_runs_out_the_deadline(where, what, scenario_dir):
+    problem = build_problem(load_scenario("multi_site_prevalence", scenario_dir), 2000, 0)
+    backend = Stalled(where=where)
+    start = time.monotonic()
+    with pytest.raises(PartyProgramError, match=f"did not finish {what} within 4 s") as caught:
+        solve_problem(backend, problem)
+    assert caught.value.status == "party_failed"
+    assert caught.value.party != "wales"
+    assert time.monotonic() - start < 40
+
+
+def test_a_cell_timeout_kills_the_party_processes(tmp_path, registry, scenario_dir, party_folder):
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:  # the check sees the live parties, so "none left" means something
+        while not done.is_set():
+            seen.append(len(_party_processes(party_folder)))
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    start = time.monotonic()
+    try:
+        frame = pets.run(
+            ["federated_risk_model"],
+            ["mpyc"],
+            params={"rounds": 100_000},
+            size=3000,
+            out=tmp_path,
+            registry=registry,
+            scenario_dir=scenario_dir,
+            timeout=12,
+            progress=False,
+        )
+    finally:
+        done.set()
+        watcher.join()
     assert frame.iloc[0]["status"] == "timeout"
     assert time.monotonic() - start < 60
-    deadline = time.monotonic() + 10
-    while _party_processes(party_folder) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _party_processes(party_folder)
-    # the parties' input files went with the killed cell's scratch folder
-    assert not list(Path(party_folder).rglob("pets-mpc-*"))
+    assert max(seen) >= 6  # the worker, its fork server and six parties at some point
+    assert not _wait_until_gone(party_folder)
+    assert not list(Path(party_folder).rglob("party-*"))  # scratch went with the cell
 
 
 def test_records_carry_per_party_traffic_and_modelled_network_time(
@@ -188,9 +334,10 @@ def test_records_carry_per_party_traffic_and_modelled_network_time(
 
     record = json.loads((tmp_path / "records.jsonl").read_text().splitlines()[0])
     assert record["status"] == "ok", record.get("error")
+    assert record["isolation"] == "process"
     cost = record["cost"]
     assert set(cost["bytes_by_party"]) >= {"england", "aggregator", "analyst"}
-    assert cost["rounds"] >= 2
+    assert cost["rounds"] >= 4
     net = cost["network"]
     assert net["loopback"]["modelled_s"] == pytest.approx(cost["wall_s"])
     assert net["wan"]["modelled_s"] > net["lan"]["modelled_s"] > net["loopback"]["modelled_s"]
@@ -199,30 +346,3 @@ def test_records_carry_per_party_traffic_and_modelled_network_time(
     card = scorecard(frame)["multi_site_prevalence"].iloc[0]
     assert card["wan_s"] == pytest.approx(net["wan"]["modelled_s"])
     assert "WAN time" in scorecard_text(frame)
-
-
-def test_causal_rounds_follow_happened_before():
-    # 0 -> 1 -> 2 is a chain of two; a message nobody waited for adds nothing
-    assert _pool.causal_rounds([[("s", 1)], [("r", 0), ("s", 2)], [("r", 1)]]) == 2
-    # two independent messages in parallel are one round
-    assert _pool.causal_rounds([[("s", 2)], [("s", 2)], [("r", 0), ("r", 1)]]) == 1
-    # a receive reported before its send is matched once the send is known
-    assert _pool.causal_rounds([[("r", 1), ("s", 1)], [("s", 0), ("r", 0)]]) == 2
-
-
-def test_the_process_check_sees_live_parties(party_folder):
-    from pets.tasks import PartyRole
-
-    names = ["a", "b", "c"]
-    session = Session([PartyRole(n, "data_holder") for n in names], {})
-    with _pool.PartyPool(
-        session,
-        names,
-        threshold=1,
-        bit_length=64,
-        base_port=None,
-        start_timeout_s=30,
-        step_timeout_s=30,
-    ):
-        assert len(_party_processes(party_folder)) == 3
-    assert not _party_processes(party_folder)

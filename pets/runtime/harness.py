@@ -332,6 +332,7 @@ def run_protocol(
     names = [p.name for p in parties]
     if len(set(names)) != len(names):
         raise PartyProgramError("failed", f"helper parties clash with the card's: {names}")
+    origin = time.perf_counter()  # where the session's clock (Message.at_s) starts
     session = Session(parties, {}, keep_transcript=keep_transcript)
     root = Path(tempfile.mkdtemp(prefix="pets-run-", dir=scratch))
     relay = Relay(names, keep_payloads=keep_transcript) if sockets else None
@@ -374,7 +375,8 @@ def run_protocol(
         proc.kill()
     shutil.rmtree(root, ignore_errors=True)
     if relay is not None:
-        for link in relay.close():
+        carried = [(m.sender, m.receiver, origin + m.at_s) for m in session.transcript]
+        for link in relay.close(carried):
             session.add_external_traffic(
                 link.sender,
                 link.receiver,

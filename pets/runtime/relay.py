@@ -4,24 +4,37 @@ Each socket party listens on a loopback port of its own; to reach another party 
 connects to a relay port the harness listens on for that ordered pair, and the harness
 forwards the bytes both ways. The relay counts bytes and chunks per direction, keeps the
 bytes each party received (for the transcript attacks) and the causal depth of each
-chunk: a chunk a party sends is one deeper than the deepest chunk delivered to it
-before (Lamport's happened-before on the relay's clock, so an upper bound on the
-protocol's rounds for this run's timing).
+chunk: a chunk a party sends is one deeper than the deepest chunk (or harness-carried
+message, given to :meth:`Relay.close`) delivered to it before it sent (Lamport's
+happened-before, so an upper bound on the protocol's rounds for this run's timing).
+
+A chunk's send time is the kernel's receive timestamp on the relay's socket
+(``SO_TIMESTAMPNS``; loopback delivers at once), not the moment a relay thread got round
+to reading it, so a relay thread that the scheduler delays does not make a chunk look
+as if it waited for chunks delivered meanwhile. A delivery is timed just before the
+relay writes it on, the earliest the party could read it. Depths are worked out when
+the relay closes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import socket
+import struct
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["LinkTraffic", "Relay", "free_ports"]
+__all__ = ["LinkTraffic", "Relay", "causal_depths", "free_ports"]
 
 _HOST = "127.0.0.1"
 _CHUNK = 1 << 16
+#: Linux's SO_TIMESTAMPNS (asm-generic value; Python's socket module lacks the name).
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+_ANCILLARY = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 def free_ports(count: int, host: str = _HOST) -> list[int]:
@@ -70,7 +83,10 @@ class Relay:
         self._keep = keep_payloads
         self._connect_timeout_s = connect_timeout_s
         self._lock = threading.Lock()
-        self._depth = dict.fromkeys(self.order, 0)
+        # chunks as (sent, sender, receiver, delivered), in seconds on perf_counter
+        self._events: list[tuple[float, str, str, float]] = []
+        # perf_counter minus the kernel's real-time clock, to place kernel timestamps
+        self._offset = time.perf_counter() - time.time_ns() / 1e9
         self._links: dict[tuple[str, str], LinkTraffic] = {}
         self._listeners: dict[tuple[str, str], socket.socket] = {}
         self._sockets: list[socket.socket] = []
@@ -82,6 +98,7 @@ class Relay:
                 if src != dst:
                     listener = socket.socket()
                     listener.bind((_HOST, 0))
+                    _timestamp_receipts(listener)  # accepted sockets inherit it
                     listener.listen(4)
                     self._listeners[(src, dst)] = listener
                     self._spawn(self._accept, listener, src, dst)
@@ -113,6 +130,8 @@ class Relay:
             if upstream is None:
                 client.close()
                 continue
+            for sock in (client, upstream):
+                _timestamp_receipts(sock)
             with self._lock:
                 self._sockets += [client, upstream]
             self._spawn(self._pump, client, upstream, src, dst)
@@ -131,15 +150,16 @@ class Relay:
         source.settimeout(None)
         while True:
             try:
-                chunk = source.recv(_CHUNK)
+                chunk, ancillary, _, _ = source.recvmsg(_CHUNK, _ANCILLARY)
             except OSError:
-                chunk = b""
+                chunk, ancillary = b"", []
             if not chunk:
                 with contextlib.suppress(OSError):
                     sink.shutdown(socket.SHUT_WR)
                 return
+            now = time.perf_counter()
+            sent = self._kernel_time(ancillary)
             with self._lock:
-                depth = self._depth[src] + 1
                 link = self._links.get((src, dst))
                 if link is None:
                     link = self._links[(src, dst)] = LinkTraffic(
@@ -147,20 +167,36 @@ class Relay:
                     )
                 link.n_bytes += len(chunk)
                 link.chunks += 1
-                link.rounds = max(link.rounds, depth)
                 if link.payload is not None:
                     link.payload += chunk
+                self._events.append((now if sent is None else min(sent, now), src, dst, now))
             try:
                 sink.sendall(chunk)
             except OSError:
                 return
-            with self._lock:
-                self._depth[dst] = max(self._depth[dst], depth)
 
-    def close(self) -> list[LinkTraffic]:
-        """Stop relaying; return the traffic of every link that carried bytes."""
+    def _kernel_time(self, ancillary: list[tuple[int, int, bytes]]) -> float | None:
+        """The kernel's receive time of a chunk, on perf_counter, if it gave one."""
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+                seconds, nanoseconds = struct.unpack_from("qq", data)
+                return seconds + nanoseconds / 1e9 + self._offset
+        return None
+
+    def close(self, messages: Iterable[tuple[str, str, float]] = ()) -> list[LinkTraffic]:
+        """Stop relaying; return the traffic of every link that carried bytes.
+
+        Parameters
+        ----------
+        messages : iterable of (sender, receiver, time)
+            Messages the harness carried between the same parties outside the sockets,
+            with the ``time.perf_counter()`` at which it took each: they join the causal
+            chains, so a chunk sent after such a message arrived is deeper than it.
+        """
         self._closed = True
         for listener in self._listeners.values():
+            with contextlib.suppress(OSError):  # wakes the thread blocked in accept()
+                listener.shutdown(socket.SHUT_RDWR)
             with contextlib.suppress(OSError):
                 listener.close()
         with self._lock:
@@ -173,4 +209,42 @@ class Relay:
         for thread in self._threads:
             thread.join(timeout=2)
         with self._lock:
-            return list(self._links.values())
+            links = dict(self._links)
+            events = list(self._events)
+        known = set(self.order)
+        events += [(t, a, b, t) for a, b, t in messages if a in known and b in known]
+        for (src, dst), depth in causal_depths(events).items():
+            if (src, dst) in links:
+                links[(src, dst)].rounds = depth
+        return list(links.values())
+
+
+def causal_depths(events: Iterable[tuple[float, str, str, float]]) -> dict[tuple[str, str], int]:
+    """The deepest chunk on each link, given ``(sent, sender, receiver, delivered)`` times.
+
+    A chunk is one deeper than the deepest chunk delivered to its sender before it was
+    sent; a party starts at depth 0.
+
+    Examples
+    --------
+    >>> causal_depths([(0.0, "a", "b", 0.1), (0.2, "b", "c", 0.3), (0.05, "c", "a", 0.06)])
+    {('a', 'b'): 1, ('c', 'a'): 1, ('b', 'c'): 2}
+    """
+    depth: dict[str, int] = {}
+    deepest: dict[tuple[str, str], int] = {}
+    in_flight: list[tuple[float, str, int]] = []
+    for sent, src, dst, delivered in sorted(events, key=lambda e: e[0]):
+        while in_flight and in_flight[0][0] < sent:
+            _, to, d = heapq.heappop(in_flight)
+            depth[to] = max(depth.get(to, 0), d)
+        d = depth.get(src, 0) + 1
+        heapq.heappush(in_flight, (delivered, dst, d))
+        deepest[(src, dst)] = max(deepest.get((src, dst), 0), d)
+    return deepest
+
+
+def _timestamp_receipts(sock: socket.socket) -> None:
+    """Ask the kernel to stamp each receipt on ``sock`` (where it can)."""
+    if _SO_TIMESTAMPNS is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)

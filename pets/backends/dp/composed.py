@@ -13,11 +13,12 @@ public bounds; the whole release is (``epsilon``, ``delta``)-DP per patient.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 
-from pets.api import AggregateOutput, Capabilities, Claim, PetClass, SecurityModel, Task
+from pets.api import AggregateOutput, Capabilities, Claim, PartyContext, PetClass, SecurityModel
 from pets.backends.dp._opendp import (
     clamp_means,
     clamped,
@@ -26,13 +27,17 @@ from pets.backends.dp._opendp import (
     zcdp_budget,
 )
 from pets.backends.mpc import Mpyc
-from pets.backends.mpc._pool import PartyPool
-from pets.backends.mpc.mpyc_backend import to_fixed
-from pets.session import Session
+from pets.backends.mpc._party import MpcParty
+from pets.backends.mpc.mpyc_backend import aggregate_length, to_fixed
 from pets.tasks import finish_means, local_aggregate, sums_from_vector
 from pets.tasks.aggregate import cell_grid
 
 __all__ = ["MpycOpenDP"]
+
+with contextlib.suppress(ImportError):
+    # imported with this module, so the fork server the parties come from already holds
+    # OpenDP: importing it takes over a second, and every MPC party samples noise
+    import opendp.prelude  # noqa: F401
 
 
 class MpycOpenDP(Mpyc):
@@ -43,8 +48,7 @@ class MpycOpenDP(Mpyc):
     epsilon, delta : float
         The recipient's (epsilon, delta)-DP guarantee per patient (add/remove), which
         also holds against any ``threshold`` colluding parties.
-    parties, threshold, vectorised, fraction_bits, base_port, start_timeout_s,
-    step_timeout_s
+    parties, threshold, vectorised, fraction_bits, start_timeout_s, step_timeout_s
         As for ``mpyc``.
     """
 
@@ -57,7 +61,6 @@ class MpycOpenDP(Mpyc):
         threshold: int = 1,
         vectorised: bool = True,
         fraction_bits: int = 32,
-        base_port: int | None = None,
         start_timeout_s: float = 60.0,
         step_timeout_s: float = 900.0,
     ) -> None:
@@ -66,7 +69,6 @@ class MpycOpenDP(Mpyc):
             threshold=threshold,
             vectorised=vectorised,
             fraction_bits=fraction_bits,
-            base_port=base_port,
             start_timeout_s=start_timeout_s,
             step_timeout_s=step_timeout_s,
         )
@@ -98,32 +100,35 @@ class MpycOpenDP(Mpyc):
             ),
             needs_processes=True,
             extra="dp",
+            sockets=True,
         )
 
-    def _aggregate(self, task: Task, session: Session, pool: PartyPool) -> AggregateOutput:
+    def _aggregate(self, context: PartyContext, mpc: MpcParty) -> AggregateOutput | None:
+        """Every MPC party shares its own Gaussian noise, the data holders their clamped
+        sums too; the recipient learns only the noisy totals."""
+        task = context.task
         columns = sorted({m["column"] for m in task.params["measures"]})
         sensitivities = [1.0] + [max(abs(b) for b in public_bounds(c)) for c in columns]
-        with session.phase("setup"):
+        with context.phase("setup"):
             rho = zcdp_budget(self.epsilon, self.delta) / len(sensitivities)
         # each statistic vector's Gaussian standard deviation, shared by the honest parties
         sigmas = np.array([s / math.sqrt(2.0 * rho) for s in sensitivities])
-        honest = pool.m - self.threshold
+        honest = mpc.m - self.threshold
         cells = len(cell_grid(task))
-        contributions = {}
-        for name in pool.names:
-            with session.as_party(name) as party, session.phase("encode"):
-                noise = np.column_stack(
-                    [gaussian_noise(cells, s / math.sqrt(honest)) for s in sigmas]
-                )
-                if name in task.parties_with_role("data_holder"):
-                    noise += local_aggregate(clamped(party.data, columns), task).to_numpy()
-                contributions[name] = to_fixed(noise.ravel(), self.fraction_bits)
-        total = self._secure_sum(pool, session, contributions, task.recipient)
-        with session.as_party(task.recipient) as party:
-            sums = sums_from_vector(total, task)
-            counts = sums["n"].clip(lower=0.0)
-            table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
-            table["n"] = counts
-            out = AggregateOutput(clamp_means(table, task))
-            party.reveal("table", out)
+        with context.phase("encode"):
+            noise = np.column_stack([gaussian_noise(cells, s / math.sqrt(honest)) for s in sigmas])
+            if context.name in task.parties_with_role("data_holder"):
+                noise += local_aggregate(clamped(context.data, columns), task).to_numpy()
+            contribution = to_fixed(noise.ravel(), self.fraction_bits)
+        total = self._secure_sum(
+            context, mpc, contribution, senders=mpc.names, length=aggregate_length(task)
+        )
+        if total is None:
+            return None
+        sums = sums_from_vector(total, task)
+        counts = sums["n"].clip(lower=0.0)
+        table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
+        table["n"] = counts
+        out = AggregateOutput(clamp_means(table, task))
+        context.reveal("table", out)
         return out

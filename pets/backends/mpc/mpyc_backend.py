@@ -1,10 +1,11 @@
 """``mpyc``: secure multi-party computation with MPyC (Shamir secret sharing).
 
-Every party of the card, plus extra compute servers up to ``parties`` (MPyC's Shamir
-sharing needs an honest majority, so two-party cards get a third server), runs as its
-own operating-system process; they talk over MPyC's own sockets on loopback. Inputs are
-fixed-point integers (``fraction_bits``) in MPyC secure integers, so sums are exact to
-``2**-fraction_bits`` per input. The harness meters every party's sockets.
+Every party of the card, plus compute servers up to ``parties`` (MPyC's Shamir sharing
+needs an honest majority, so two-party cards get a third server), runs this party
+program in its own operating-system process, with only its own data; the parties talk
+over MPyC's own sockets, which the harness relays and meters. Inputs are fixed-point
+integers (``fraction_bits``) in MPyC secure integers, so sums are exact to
+``2**-fraction_bits`` per input.
 
 - ``aggregate``: each data holder secret-shares its local sums and counts per cell; the
   parties add the shares; only the recipient learns the totals.
@@ -21,7 +22,7 @@ fixed-point integers (``fraction_bits``) in MPyC secure integers, so sums are ex
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -34,14 +35,15 @@ from pets.api import (
     InferenceOutput,
     LinkageOutput,
     LogisticModel,
+    PartyContext,
+    PartyRole,
     PetClass,
     SecurityModel,
     Task,
     UnsupportedTask,
 )
 from pets.backends.federated import federated_averaging
-from pets.backends.mpc._pool import PartyPool
-from pets.session import PartyView, Session
+from pets.backends.mpc._party import MpcParty
 from pets.tasks import (
     design_matrix,
     eligible,
@@ -49,8 +51,9 @@ from pets.tasks import (
     local_aggregate,
     sums_from_vector,
 )
+from pets.tasks.aggregate import cell_grid
 
-__all__ = ["Mpyc", "from_fixed", "to_fixed"]
+__all__ = ["Mpyc", "aggregate_length", "from_fixed", "to_fixed"]
 
 #: Bit length of the secure integers: room for sums of 2**fraction_bits-scaled inputs
 #: and for products of two such inputs in inference.
@@ -66,6 +69,12 @@ def to_fixed(values: np.ndarray, fraction_bits: int) -> np.ndarray:
 def from_fixed(values: np.ndarray, fraction_bits: int) -> np.ndarray:
     """Decode integers scaled by ``2**fraction_bits`` back to floats."""
     return np.array([int(v) for v in np.ravel(values)], dtype=np.float64) / 2.0**fraction_bits
+
+
+def aggregate_length(task: Task) -> int:
+    """Length of a flattened :func:`~pets.tasks.local_aggregate` table (public)."""
+    columns = {m["column"] for m in task.params["measures"]}
+    return len(cell_grid(task)) * (1 + len(columns))
 
 
 class Mpyc(Backend):
@@ -84,14 +93,16 @@ class Mpyc(Backend):
         (kept to measure the difference).
     fraction_bits : int
         Fixed-point precision of inputs.
-    base_port : int or None
-        First of consecutive loopback ports, one per party; None picks free ports.
-    start_timeout_s, step_timeout_s : float
-        Deadlines for the parties to connect and for each secure step.
+    start_timeout_s : float
+        How long each party waits for every other party to connect before it gives up
+        (the cell then ends ``party_failed``).
+    step_timeout_s : float
+        How long each party waits for one secure step (a sum, a linkage, the scores,
+        the shutdown) before it gives up: a peer that stops answering without dying.
     max_pairs : int
         Largest number of identifier pairs a linkage compares (every pair is one
         secure multiplication and one opened field element); larger linkages are
-        refused before any work.
+        refused once the two (public) list sizes are known, before any secure work.
     rounds, local_steps, learning_rate, l2
         Federated-averaging settings for ``train`` (as for ``fedavg``).
     """
@@ -103,7 +114,6 @@ class Mpyc(Backend):
         threshold: int = 1,
         vectorised: bool = True,
         fraction_bits: int = 32,
-        base_port: int | None = None,
         start_timeout_s: float = 60.0,
         step_timeout_s: float = 900.0,
         max_pairs: int = 5_000_000,
@@ -116,7 +126,6 @@ class Mpyc(Backend):
         self.threshold = threshold
         self.vectorised = vectorised
         self.fraction_bits = fraction_bits
-        self.base_port = base_port
         self.start_timeout_s = start_timeout_s
         self.step_timeout_s = step_timeout_s
         self.max_pairs = max_pairs
@@ -150,117 +159,135 @@ class Mpyc(Backend):
             ),
             needs_processes=True,
             extra="mpc",
+            sockets=True,
         )
 
-    # -- plumbing ----------------------------------------------------------------------
-    def _pool(self, task: Task, session: Session) -> PartyPool:
-        names = list(task.party_names)
-        for i in range(1, max(self.parties, len(names)) - len(names) + 1):
-            session.add_helper(f"mpc_server_{i}", role="compute")
-            names.append(f"mpc_server_{i}")
-        self.capabilities  # noqa: B018  (validates the parameters)
-        return PartyPool(
-            session,
-            names,
-            threshold=self.threshold,
-            bit_length=_BIT_LENGTH,
-            base_port=self.base_port,
-            start_timeout_s=self.start_timeout_s,
-            step_timeout_s=self.step_timeout_s,
-        )
+    def helpers(self, task: Task) -> tuple[PartyRole, ...]:
+        """Compute servers ``mpc_server_1``, ... until there are ``parties`` parties."""
+        extra = max(self.parties, len(task.party_names)) - len(task.party_names)
+        return tuple(PartyRole(f"mpc_server_{i}", "compute") for i in range(1, extra + 1))
 
-    def _secure_sum(
-        self,
-        pool: PartyPool,
-        session: Session,
-        contributions: dict[str, np.ndarray],
-        receiver: str,
-    ) -> np.ndarray:
-        length = len(next(iter(contributions.values())))
-        with session.phase("compute"):
-            out = pool.run(
-                "secure_sum",
-                {pool.pid_of(h): {"input": v} for h, v in contributions.items()},
-                length=length,
-                senders=[pool.pid_of(h) for h in contributions],
-                receivers=[pool.pid_of(receiver)],
-                vectorised=self.vectorised,
-            )
-        with session.as_party(receiver):
-            return from_fixed(out[pool.pid_of(receiver)], self.fraction_bits)
-
-    def run(self, task: Task, session: Session) -> Any:
-        """Answer ``task`` with the parties as separate processes."""
+    # -- the party program ---------------------------------------------------------------
+    def run_party(self, context: PartyContext) -> Any:
+        """Start MPyC on the relayed sockets, run the task's secure protocol, shut down."""
+        task = context.task
         if task.kind not in self.capabilities.task_kinds:
-            raise UnsupportedTask(f"mpyc does not serve {task.kind!r}")
+            raise UnsupportedTask(f"{type(self).__name__} does not serve {task.kind!r}")
         if task.kind == "linkage" and task.params["reveal"] != "intersection":
             raise UnsupportedTask(
                 "mpyc linkage opens the matches to the recipient; for a count-only "
                 "linkage use psi-ecdh in cardinality mode"
             )
-        with session.phase("setup"):
-            pool = self._pool(task, session)
-            pool.__enter__()
+        if context.network is None:
+            raise RuntimeError("mpyc needs the harness's sockets (Capabilities.sockets)")
+        with context.phase("setup"):
+            mpc = MpcParty(
+                context.network,
+                context.name,
+                threshold=self.threshold,
+                bit_length=_BIT_LENGTH,
+                start_timeout_s=self.start_timeout_s,
+                step_timeout_s=self.step_timeout_s,
+            )
         try:
-            out = getattr(self, f"_{task.kind}")(task, session, pool)
-        except BaseException as exc:
-            pool.__exit__(type(exc), exc, exc.__traceback__)
+            out = getattr(self, f"_{task.kind}")(context, mpc)
+        except BaseException:
+            mpc.abort()
             raise
-        with session.phase("setup"):
-            pool.__exit__(None, None, None)
+        with context.phase("setup"):
+            mpc.stop()
         return out
+
+    def _secure_sum(
+        self,
+        context: PartyContext,
+        mpc: MpcParty,
+        contribution: np.ndarray | None,
+        *,
+        senders: Sequence[str],
+        length: int,
+    ) -> np.ndarray | None:
+        """Sum the senders' fixed-point vectors; return the floats at the recipient."""
+        with context.phase("compute"):
+            out = mpc.run(
+                mpc.secure_sum(
+                    contribution,
+                    length,
+                    [mpc.pid_of(s) for s in senders],
+                    [mpc.pid_of(context.task.recipient)],
+                    vectorised=self.vectorised,
+                ),
+                "the secure sum",
+            )
+        return None if out is None else from_fixed(out, self.fraction_bits)
 
     # -- tasks -------------------------------------------------------------------------
-    def _aggregate(self, task: Task, session: Session, pool: PartyPool) -> AggregateOutput:
-        contributions = {}
-        for holder in task.parties_with_role("data_holder"):
-            with session.as_party(holder) as party, session.phase("encode"):
-                vector = local_aggregate(party.data, task).to_numpy().ravel()
-                contributions[holder] = to_fixed(vector, self.fraction_bits)
-        total = self._secure_sum(pool, session, contributions, task.recipient)
-        with session.as_party(task.recipient) as party:
-            out = AggregateOutput(finish_means(sums_from_vector(total, task), task))
-            party.reveal("table", out)
+    def _aggregate(self, context: PartyContext, mpc: MpcParty) -> AggregateOutput | None:
+        task = context.task
+        holders = task.parties_with_role("data_holder")
+        contribution = None
+        if context.name in holders:
+            with context.phase("encode"):
+                vector = local_aggregate(context.data, task).to_numpy().ravel()
+                contribution = to_fixed(vector, self.fraction_bits)
+        total = self._secure_sum(
+            context, mpc, contribution, senders=holders, length=aggregate_length(task)
+        )
+        if total is None:
+            return None
+        out = AggregateOutput(finish_means(sums_from_vector(total, task), task))
+        context.reveal("table", out)
         return out
 
-    def _linkage(self, task: Task, session: Session, pool: PartyPool) -> LinkageOutput:
+    def _linkage(self, context: PartyContext, mpc: MpcParty) -> LinkageOutput | None:
+        task = context.task
         recipient = task.recipient
         (other,) = [n for n in task.party_names if n != recipient]
         id_column = task.params["id_column"]
         stats = list(task.params["statistics"])
         theirs = [s for s in stats if s["party"] == other]
-        inputs: dict[int, dict[str, np.ndarray]] = {}
-        with session.as_party(recipient) as party, session.phase("encode"):
-            mine = eligible(party.data, task, recipient).sample(frac=1.0).reset_index(drop=True)
-            inputs[pool.pid_of(recipient)] = {"ids": mine[id_column].to_numpy(np.int64)}
-        with session.as_party(other) as party, session.phase("encode"):
-            rows = eligible(party.data, task, other).sample(frac=1.0)
-            values = rows[[s["column"] for s in theirs]].to_numpy(np.float64)
-            inputs[pool.pid_of(other)] = {
-                "ids": rows[id_column].to_numpy(np.int64),
-                "values": to_fixed(values, self.fraction_bits).ravel(),
-            }
-        pairs = len(mine) * len(rows)  # both list sizes are public in this protocol
-        if pairs > self.max_pairs:
+        ids = values = mine = None
+        if context.name == recipient:
+            with context.phase("encode"):
+                mine = eligible(context.data, task, recipient).sample(frac=1.0)
+                mine = mine.reset_index(drop=True)
+                ids = mine[id_column].to_numpy(np.int64)
+        elif context.name == other:
+            with context.phase("encode"):
+                rows = eligible(context.data, task, other).sample(frac=1.0)
+                ids = rows[id_column].to_numpy(np.int64)
+                found = rows[[s["column"] for s in theirs]].to_numpy(np.float64)
+                values = to_fixed(found, self.fraction_bits).ravel()
+        owner, holder = mpc.pid_of(recipient), mpc.pid_of(other)
+        size = None if ids is None else len(ids)
+        with context.phase("compute"):
+            n_x = mpc.run(mpc.exchange(size, owner), "the list sizes")
+            n_y = mpc.run(mpc.exchange(size, holder), "the list sizes")
+        if n_x * n_y > self.max_pairs:  # both list sizes are public in this protocol
             raise UnsupportedTask(
-                f"mpyc linkage compares every pair: {len(mine)} x {len(rows)} = {pairs} "
-                f"pairs exceeds max_pairs={self.max_pairs}; raise max_pairs (2.4 million "
-                "pairs took 47 s and 1.5 GB per party on 2 cores) or use psi-ecdh"
+                f"mpyc linkage compares every pair: {n_x} x {n_y} = {n_x * n_y} pairs "
+                f"exceeds max_pairs={self.max_pairs}; raise max_pairs (2.4 million pairs "
+                "took 47 s and 1.5 GB per party on 2 cores) or use psi-ecdh"
             )
-        with session.phase("compute"):
-            out = pool.run(
-                "link",
-                inputs,
-                owner=pool.pid_of(recipient),
-                other=pool.pid_of(other),
-                receiver=pool.pid_of(recipient),
-                n_values=len(theirs),
+        with context.phase("compute"):
+            found = mpc.run(
+                mpc.link(
+                    ids,
+                    values,
+                    sizes=(n_x, n_y),
+                    owner=owner,
+                    other=holder,
+                    n_values=len(theirs),
+                ),
+                "the linkage",
             )
-        with session.as_party(recipient) as party, session.phase("reveal"):
-            result = out[pool.pid_of(recipient)]
-            count = int(result[0])
-            sums = from_fixed(result[1 : 1 + len(theirs)], self.fraction_bits)
-            rows_matched = np.asarray(result[1 + len(theirs) :], dtype=np.int64)
+        if found is None:
+            return None
+        assert mine is not None
+        with context.phase("reveal"):
+            sums, rows_matched = found
+            count = int(sums[0])
+            totals = from_fixed(sums[1:], self.fraction_bits)
             matched = mine.iloc[rows_matched]
             statistics = {}
             for stat in stats:
@@ -268,58 +295,69 @@ class Mpyc(Backend):
                 if stat["party"] == recipient:
                     total = float(matched[stat["column"]].sum())
                 else:
-                    total = float(sums[theirs.index(stat)])
+                    total = float(totals[theirs.index(stat)])
                 if stat["stat"] == "mean":
                     statistics[name] = total / count if count else float("nan")
                 else:
                     statistics[name] = total
-            ids = frozenset(int(v) for v in matched[id_column])
-            linked = LinkageOutput(matches=ids, cardinality=count, statistics=statistics)
-            party.reveal("linkage", linked)
+            matches = frozenset(int(v) for v in matched[id_column])
+            linked = LinkageOutput(matches=matches, cardinality=count, statistics=statistics)
+            context.reveal("linkage", linked)
         return linked
 
-    def _inference(self, task: Task, session: Session, pool: PartyPool) -> InferenceOutput:
+    def _inference(self, context: PartyContext, mpc: MpcParty) -> InferenceOutput | None:
+        task = context.task
         provider, supplier = task.recipient, task.params["supplier"]
         f = self.fraction_bits
-        with session.as_party(provider) as party, session.phase("encode"):
-            x = design_matrix(party.data, task.params["features"])
-            x = np.hstack([x, np.ones((len(x), 1))])
-        with session.as_party(supplier) as party, session.phase("encode"):
-            model = party.data
-            weights = np.append(model.coef, model.intercept)
-        with session.phase("compute"):
-            out = pool.run(
-                "score",
-                {
-                    pool.pid_of(provider): {"input": to_fixed(x, f).ravel()},
-                    pool.pid_of(supplier): {"input": to_fixed(weights, f)},
-                },
-                provider=pool.pid_of(provider),
-                supplier=pool.pid_of(supplier),
-                n=len(x),
-                d=x.shape[1],
+        d = len(task.params["features"]) + 1
+        x = w = None
+        if context.name == provider:
+            with context.phase("encode"):
+                x = design_matrix(context.data, task.params["features"])
+                x = to_fixed(np.hstack([x, np.ones((len(x), 1))]), f)
+        elif context.name == supplier:
+            with context.phase("encode"):
+                model = context.data
+                w = to_fixed(np.append(model.coef, model.intercept), f)
+        with context.phase("compute"):
+            # the number of patients is the provider's; the other parties need it
+            n = mpc.run(
+                mpc.exchange(None if x is None else len(x), mpc.pid_of(provider)),
+                "the number of patients",
             )
-        with session.as_party(provider) as party, session.phase("reveal"):
-            logits = from_fixed(out[pool.pid_of(provider)], 2 * f)
+            out = mpc.run(
+                mpc.score(
+                    x,
+                    w,
+                    n=n,
+                    d=d,
+                    provider=mpc.pid_of(provider),
+                    supplier=mpc.pid_of(supplier),
+                ),
+                "the scores",
+            )
+        if out is None:
+            return None
+        with context.phase("reveal"):
+            logits = from_fixed(out, 2 * f)
             result = InferenceOutput(1.0 / (1.0 + np.exp(-logits)))
-            party.reveal("scores", result)
+            context.reveal("scores", result)
         return result
 
-    def _train(self, task: Task, session: Session, pool: PartyPool) -> LogisticModel:
-        def aggregate(
-            contribution: Callable[[PartyView], np.ndarray], holders: Sequence[str]
-        ) -> np.ndarray:
-            contributions = {}
-            for holder in holders:
-                with session.as_party(holder) as party:
-                    vector = contribution(party)
-                    with session.phase("encode"):
-                        contributions[holder] = to_fixed(vector, self.fraction_bits)
-            return self._secure_sum(pool, session, contributions, task.recipient)
+    def _train(self, context: PartyContext, mpc: MpcParty) -> LogisticModel | None:
+        task = context.task
+        holders = task.parties_with_role("data_holder")
+        length = len(task.params["features"]) + 2  # n_k * weights (intercept last), n_k
+
+        def aggregate(ctx: PartyContext, contribution: np.ndarray | None) -> np.ndarray | None:
+            fixed = None
+            if contribution is not None:
+                with ctx.phase("encode"):
+                    fixed = to_fixed(contribution, self.fraction_bits)
+            return self._secure_sum(ctx, mpc, fixed, senders=holders, length=length)
 
         return federated_averaging(
-            task,
-            session,
+            context,
             aggregate,
             rounds=self.rounds,
             local_steps=self.local_steps,
