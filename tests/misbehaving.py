@@ -216,3 +216,21 @@ def _empty(task: Task):
     import pandas as pd
 
     return pd.DataFrame({c: pd.Series(dtype=float) for c in task.public["columns"]})
+
+
+class Deadlocking(_Misbehaving):
+    """Every party waits for a message from the next; nobody sends."""
+
+    def run_party(self, context: PartyContext) -> object:
+        names = context.party_names
+        context.receive(names[(names.index(context.name) + 1) % len(names)])
+        return None
+
+
+class ScratchWriter(_Misbehaving):
+    """Each party writes a file into its scratch folder and the recipient returns the
+    pooled rows (as plaintext does)."""
+
+    def run_party(self, context: PartyContext) -> object:
+        (context.scratch / "left-behind.txt").write_text(context.name)
+        return Plaintext().run_party(context)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.util
 import os
 import shutil
 import tempfile
@@ -125,6 +126,7 @@ class PartyLauncher:
     def __init__(self, preload: Sequence[str] = ()) -> None:
         self._context = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(["pets.runtime._party", *preload])
+        _short_socket_folder()
 
     def start(self, name: str) -> _PartyProcess:
         """Start one party process (it holds nothing until the harness sends it)."""
@@ -133,6 +135,19 @@ class PartyLauncher:
         process.start()
         there.close()
         return _PartyProcess(name, process, here)
+
+
+def _short_socket_folder() -> None:
+    """Make multiprocessing keep its sockets under a short folder: the fork server's Unix
+    socket path must fit in 107 bytes, and a cell's ``TMPDIR`` can be long."""
+    if len(tempfile.gettempdir()) <= 40:
+        return
+    saved = tempfile.tempdir
+    tempfile.tempdir = "/tmp" if os.path.isdir("/tmp") else saved
+    try:
+        multiprocessing.util.get_temp_dir()  # created once per process, then reused
+    finally:
+        tempfile.tempdir = saved
 
 
 def await_ready(parties: Sequence[_PartyProcess], deadline: float) -> None:
