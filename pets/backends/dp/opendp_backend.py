@@ -56,12 +56,19 @@ __all__ = ["OpenDP", "aggregate_measurements", "query_measurement"]
 def aggregate_measurements(task: Task, epsilon: float) -> dict[str, Any]:
     """Return, per statistic vector of the aggregate (``n`` and ``<column>_sum``), an
     OpenDP measurement from a holder's table to that noisy vector; together they spend
-    ``epsilon``."""
+    ``epsilon``. The cell table behind the vectors is computed once per table (the
+    last one measured is kept, with the table itself, so its identity stays valid)."""
     columns = sorted({m["column"] for m in task.params["measures"]})
     share = epsilon / (1 + len(columns))
+    last: list[Any] = [None, None]  # the table measured last and its cell sums
+
+    def cells(frame: pd.DataFrame) -> pd.DataFrame:
+        if last[0] is not frame:
+            last[:] = [frame, local_aggregate(clamped(frame, columns), task)]
+        return last[1]
 
     def vector(name: str) -> Any:
-        return lambda frame: local_aggregate(clamped(frame, columns), task)[name].to_numpy()
+        return lambda frame: cells(frame)[name].to_numpy()
 
     out = {"n": laplace_release(statistic(vector("n"), 1.0), share)}
     for column in columns:
