@@ -8,13 +8,16 @@ public bounds is refused. diffprivlib then never has to infer a bound from the d
 (it would warn with ``PrivacyLeakWarning``, which this backend raises as an error, so
 the party fails rather than leak).
 
-- ``mode="central"``: the data holders send their rows to a curator (``curator``, by
-  default the first data holder), which trains one DP model: the curator sees the rows,
-  the recipient sees only the model.
+Every party runs in its own process:
+
+- ``mode="central"``: the data holders send their rows (the scaled design matrix and
+  labels, ``rows``) to a curator (``curator``, by default the first data holder), which
+  trains one DP model and sends its weights to the recipient (``model``): the curator
+  sees the rows, the recipient sees only the model.
 - ``mode="per-trust"``: each data holder trains its own DP model on its own rows and
-  releases its patient count with Laplace noise (OpenDP); the recipient averages the
-  models weighted by the noisy counts. Rows never leave a holder; each patient is in
-  one holder, so the guarantee is the same.
+  releases its patient count with Laplace noise (OpenDP), sending both to the recipient
+  (``model``); the recipient averages the models weighted by the noisy counts. Rows
+  never leave a holder; each patient is in one holder, so the guarantee is the same.
 """
 
 from __future__ import annotations

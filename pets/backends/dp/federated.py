@@ -10,6 +10,11 @@ count; each patient is in one trust, so the same guarantee covers the federation
 it holds against the aggregator, which sees each trust's noisy update. The noise
 multiplier is set so the whole run is (``epsilon``, ``delta``)-DP, by OpenDP's zCDP to
 approximate-DP conversion.
+
+Every party runs in its own process. Each trust sends its noisy count to the aggregator
+(the recipient) once (``count``); each round the aggregator sends the global weights to
+every trust (``global``) and each trust sends back its noisy local model (``update``).
+The aggregator averages the models weighted by the noisy counts.
 """
 
 from __future__ import annotations

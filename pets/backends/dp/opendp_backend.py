@@ -3,15 +3,19 @@
 The data holder (or custodian) computes each statistic on its own rows and releases it
 through an OpenDP measurement; only noisy values leave it. Bounds come from the public
 column ranges (``pets.data.COLUMN_RANGES``), never from the data; values outside them
-are clamped before summing.
+are clamped before summing. Every party runs in its own process, and each holder builds
+its own measurements from the public task.
 
 - ``aggregate``: every patient falls in one cell, so each statistic vector over the
   cell grid (counts; clamped sums of each measured column) has L1 sensitivity 1 or the
   column's largest absolute bound. Each data holder spends ``epsilon`` on its own
   patients (split equally across the statistic vectors), so the recipient's table is
-  ``epsilon``-DP for every patient (parallel composition across holders). Means are
-  noisy sum over noisy count, clamped to the column's bounds.
-- ``query``: the custodian answers the researcher's workload through OpenDP's adaptive
+  ``epsilon``-DP for every patient (parallel composition across holders). Each holder
+  sends its noisy vectors to the recipient (one message, ``noisy-table``); the
+  recipient adds them up. Means are noisy sum over noisy count, clamped to the
+  column's bounds.
+- ``query``: the researcher sends the workload (``workload``) and the custodian
+  answers it (``answers``) through OpenDP's adaptive
   sequential compositor, set up for ``floor(epsilon / query_epsilon)`` queries of
   ``query_epsilon`` each; the compositor refuses every query past the budget, and the
   refusal is recorded as an unanswered query (never answered, never noised). A mean
