@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,8 +20,8 @@ from pets.backends.dp.federated import FedAvgDP
 from pets.backends.federated import FedAvg, FedAvgSecAgg
 from pets.backends.plaintext import LocalOnly
 from pets.report import utility_curves
+from pets.runtime.harness import PartyProgramError
 from pets.scenarios import build_problem, load_scenario
-from pets.session import Session
 from pets.tasks import TASK_KINDS
 
 from conftest import solve_problem
@@ -156,17 +157,32 @@ def test_dp_federated_averaging_spends_its_budget(scenario_dir):
     ],
 )
 def test_diffprivlib_never_infers_bounds_from_data(card_id, size, mode, scenario_dir):
-    from diffprivlib.utils import PrivacyLeakWarning
-
+    # the parties raise diffprivlib's PrivacyLeakWarning as an error (next test), so a
+    # run that finishes inferred no bound from the data
     problem = _problem(card_id, scenario_dir, size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", PrivacyLeakWarning)
-        model, acc, _ = _score(Diffprivlib(epsilon=5.0, mode=mode), problem)
+    model, acc, _ = _score(Diffprivlib(epsilon=5.0, mode=mode), problem)
     # it came from public bounds alone, and it is noisy: not the model fitted in the clear
     assert np.isfinite(model.coef).all()
     clear = TASK_KINDS["train"].reference(problem)
     assert not np.allclose(model.coef, clear.coef, atol=1e-3)
     del acc
+
+
+def test_diffprivlib_raises_a_privacy_leak_warning(scenario_dir, monkeypatch):
+    from diffprivlib.utils import PrivacyLeakWarning
+
+    from pets.backends.dp import diffprivlib_backend
+    from pets.tasks import design_matrix, labels
+
+    problem = _problem("breast_cancer_model", scenario_dir, 569)
+    (holder,) = problem.task.parties_with_role("data_holder")
+    rows = problem.party_data[holder]
+    x, y = design_matrix(rows, problem.task.params["features"]), labels(rows, problem.task)
+    # without data_norm diffprivlib would read the bound off the data, and warn
+    monkeypatch.setattr(diffprivlib_backend, "_data_norm", lambda features: None)
+    with warnings.catch_warnings(), pytest.raises(PrivacyLeakWarning):
+        warnings.simplefilter("ignore")
+        Diffprivlib()._fit(x, y, problem.task, 1.0)
 
 
 def test_diffprivlib_refuses_a_feature_without_public_bounds(scenario_dir):
@@ -180,6 +196,6 @@ def test_diffprivlib_refuses_a_feature_without_public_bounds(scenario_dir):
         recipient=problem.task.recipient,
         params=params,
     )
-    session = Session(problem.task.parties, problem.party_data)
-    with pytest.raises(UnsupportedTask, match="'mean_symmetry' has none"):
-        Diffprivlib().run(task, session)
+    with pytest.raises(PartyProgramError, match="'mean_symmetry' has none") as raised:
+        solve_problem(Diffprivlib(), replace(problem, task=task))
+    assert raised.value.status == "unsupported"

@@ -10,6 +10,11 @@ count; each patient is in one trust, so the same guarantee covers the federation
 it holds against the aggregator, which sees each trust's noisy update. The noise
 multiplier is set so the whole run is (``epsilon``, ``delta``)-DP, by OpenDP's zCDP to
 approximate-DP conversion.
+
+Every party runs in its own process. Each trust sends its noisy count to the aggregator
+(the recipient) once (``count``); each round the aggregator sends the global weights to
+every trust (``global``) and each trust sends back its noisy local model (``update``).
+The aggregator averages the models weighted by the noisy counts.
 """
 
 from __future__ import annotations
@@ -23,12 +28,11 @@ from pets.api import (
     Capabilities,
     Claim,
     LogisticModel,
+    PartyContext,
     PetClass,
-    Task,
     UnsupportedTask,
 )
 from pets.backends.dp._opendp import gaussian_noise, zcdp_budget
-from pets.session import Session
 from pets.tasks import design_matrix, labels
 from pets.wire import pack, unpack
 
@@ -141,55 +145,69 @@ class FedAvgDP(Backend):
         steps = self.rounds * self.local_steps
         return math.sqrt(steps / (2.0 * (rho - rho_count)))
 
-    def run(self, task: Task, session: Session) -> LogisticModel:
-        """Train with DP-SGD at each trust; the aggregator averages noisy models."""
+    def run_party(self, context: PartyContext) -> LogisticModel | None:
+        """Train with DP-SGD at each trust, as one party's program: the aggregator (the
+        recipient) averages the trusts' noisy models, weighted by their noisy counts."""
         self.capabilities  # noqa: B018
+        task = context.task
         if task.kind != "train":
             raise UnsupportedTask(f"fedavg-dp serves train, not {task.kind}")
-        with session.phase("setup"):
-            sigma = self.noise_multiplier()
         features = list(task.params["features"])
         aggregator = task.recipient
         holders = list(task.parties_with_role("data_holder"))
-        counts = {}
-        for holder in holders:
-            with session.as_party(holder) as party:
-                noisy = len(party.data) + float(gaussian_noise(1, _COUNT_NOISE)[0])
-                counts[holder] = max(noisy, 1.0)
-                party.send(aggregator, pack(np.array([counts[holder]])), tag="count")
-        with session.as_party(aggregator) as party:
-            weights_of = {h: float(unpack(party.receive(h, tag="count"))[0]) for h in holders}
         weights = np.zeros(len(features) + 1)
+        if context.name in holders:
+            with context.phase("setup"):
+                sigma = self.noise_multiplier()
+            noisy = len(context.data) + float(gaussian_noise(1, _COUNT_NOISE)[0])
+            count = max(noisy, 1.0)
+            x, y = design_matrix(context.data, features), labels(context.data, task)
+            if context.name != aggregator:
+                context.send(aggregator, pack(np.array([count])), tag="count")
+        if context.name == aggregator:
+            weights_of = {
+                h: count if h == context.name else float(unpack(context.receive(h, tag="count"))[0])
+                for h in holders
+            }
         for _ in range(self.rounds):
-            with session.as_party(aggregator) as party:
+            if context.name == aggregator:
                 for holder in holders:
-                    party.send(holder, pack(weights), tag="global")
-            for holder in holders:
-                with session.as_party(holder) as party:
-                    start = unpack(party.receive(aggregator, tag="global"))
-                    with session.phase("train"):
-                        x, y = design_matrix(party.data, features), labels(party.data, task)
-                        local = dp_sgd_update(
-                            x,
-                            y,
-                            start,
-                            steps=self.local_steps,
-                            learning_rate=self.learning_rate,
-                            l2=self.l2,
-                            clip=self.clip,
-                            noise_multiplier=sigma,
-                            n_public=counts[holder],
-                        )
-                    party.send(aggregator, pack(local), tag="update")
-            with session.as_party(aggregator) as party:
+                    if holder != aggregator:
+                        context.send(holder, pack(weights), tag="global")
+            if context.name in holders:
+                start = (
+                    weights
+                    if context.name == aggregator
+                    else unpack(context.receive(aggregator, tag="global"))
+                )
+                with context.phase("train"):
+                    local = dp_sgd_update(
+                        x,
+                        y,
+                        start,
+                        steps=self.local_steps,
+                        learning_rate=self.learning_rate,
+                        l2=self.l2,
+                        clip=self.clip,
+                        noise_multiplier=sigma,
+                        n_public=count,
+                    )
+                if context.name != aggregator:
+                    context.send(aggregator, pack(local), tag="update")
+            if context.name == aggregator:
                 total = sum(weights_of.values())
                 weights = (
-                    sum(weights_of[h] * unpack(party.receive(h, tag="update")) for h in holders)
+                    sum(
+                        weights_of[h]
+                        * (local if h == context.name else unpack(context.receive(h, tag="update")))
+                        for h in holders
+                    )
                     / total
                 )
+        if context.name != aggregator:
+            return None
         model = LogisticModel(
             coef=weights[:-1], intercept=float(weights[-1]), features=tuple(features)
         )
-        with session.as_party(aggregator) as party:
-            party.reveal("model", model)
+        context.reveal("model", model)
         return model

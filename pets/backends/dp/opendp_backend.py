@@ -3,15 +3,19 @@
 The data holder (or custodian) computes each statistic on its own rows and releases it
 through an OpenDP measurement; only noisy values leave it. Bounds come from the public
 column ranges (``pets.data.COLUMN_RANGES``), never from the data; values outside them
-are clamped before summing.
+are clamped before summing. Every party runs in its own process, and each holder builds
+its own measurements from the public task.
 
 - ``aggregate``: every patient falls in one cell, so each statistic vector over the
   cell grid (counts; clamped sums of each measured column) has L1 sensitivity 1 or the
   column's largest absolute bound. Each data holder spends ``epsilon`` on its own
   patients (split equally across the statistic vectors), so the recipient's table is
-  ``epsilon``-DP for every patient (parallel composition across holders). Means are
-  noisy sum over noisy count, clamped to the column's bounds.
-- ``query``: the custodian answers the researcher's workload through OpenDP's adaptive
+  ``epsilon``-DP for every patient (parallel composition across holders). Each holder
+  sends its noisy vectors to the recipient (one message, ``noisy-table``); the
+  recipient adds them up. Means are noisy sum over noisy count, clamped to the
+  column's bounds.
+- ``query``: the researcher sends the workload (``workload``) and the custodian
+  answers it (``answers``) through OpenDP's adaptive
   sequential compositor, set up for ``floor(epsilon / query_epsilon)`` queries of
   ``query_epsilon`` each; the compositor refuses every query past the budget, and the
   refusal is recorded as an unanswered query (never answered, never noised). A mean
@@ -32,6 +36,7 @@ from pets.api import (
     Backend,
     Capabilities,
     Claim,
+    PartyContext,
     PetClass,
     QueryOutput,
     Task,
@@ -46,7 +51,6 @@ from pets.backends.dp._opendp import (
     public_bounds,
     statistic,
 )
-from pets.session import Session
 from pets.tasks import finish_means, local_aggregate, sums_from_vector
 from pets.wire import pack, unpack
 
@@ -56,12 +60,19 @@ __all__ = ["OpenDP", "aggregate_measurements", "query_measurement"]
 def aggregate_measurements(task: Task, epsilon: float) -> dict[str, Any]:
     """Return, per statistic vector of the aggregate (``n`` and ``<column>_sum``), an
     OpenDP measurement from a holder's table to that noisy vector; together they spend
-    ``epsilon``."""
+    ``epsilon``. The cell table behind the vectors is computed once per table (the
+    last one measured is kept, with the table itself, so its identity stays valid)."""
     columns = sorted({m["column"] for m in task.params["measures"]})
     share = epsilon / (1 + len(columns))
+    last: list[Any] = [None, None]  # the table measured last and its cell sums
+
+    def cells(frame: pd.DataFrame) -> pd.DataFrame:
+        if last[0] is not frame:
+            last[:] = [frame, local_aggregate(clamped(frame, columns), task)]
+        return last[1]
 
     def vector(name: str) -> Any:
-        return lambda frame: local_aggregate(clamped(frame, columns), task)[name].to_numpy()
+        return lambda frame: cells(frame)[name].to_numpy()
 
     out = {"n": laplace_release(statistic(vector("n"), 1.0), share)}
     for column in columns:
@@ -164,66 +175,84 @@ class OpenDP(Backend):
             extra="dp",
         )
 
-    def run(self, task: Task, session: Session) -> Any:
-        """Answer ``task`` with noisy releases."""
+    def run_party(self, context: PartyContext) -> AggregateOutput | QueryOutput | None:
+        """Answer the task with noisy releases, as one party's program."""
         self.capabilities  # noqa: B018  (validates the parameters)
-        if task.kind == "aggregate":
-            return self._aggregate(task, session)
-        if task.kind == "query":
-            return self._query(task, session)
-        raise UnsupportedTask(f"opendp serves aggregate and query, not {task.kind}")
+        if context.task.kind == "aggregate":
+            return self._aggregate(context)
+        if context.task.kind == "query":
+            return self._query(context)
+        raise UnsupportedTask(f"opendp serves aggregate and query, not {context.task.kind}")
 
-    def _aggregate(self, task: Task, session: Session) -> AggregateOutput:
+    def _aggregate(self, context: PartyContext) -> AggregateOutput | None:
+        """Each data holder releases its noisy statistic vectors to the recipient, which
+        adds them up; only noisy values leave a holder."""
+        task = context.task
         holders = task.parties_with_role("data_holder")
-        with session.phase("setup"):
-            measurements = aggregate_measurements(task, self.epsilon)
-        for holder in holders:
-            with session.as_party(holder) as party:
-                with session.phase("compute"):
-                    noisy = {name: m(party.data) for name, m in measurements.items()}
-                party.send(task.recipient, pack(pd.DataFrame(noisy)), tag="noisy-table")
-        with session.as_party(task.recipient) as party:
-            tables = [unpack(party.receive(h, tag="noisy-table")) for h in holders]
-            with session.phase("compute"):
-                total = sum(t.to_numpy() for t in tables)
-                sums = sums_from_vector(np.asarray(total).ravel(), task)
-                counts = sums["n"].clip(lower=0.0)
-                # a noisy count can be 0 or negative: divide by at least one patient
-                table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
-                table["n"] = counts
-                out = AggregateOutput(clamp_means(table, task))
-            party.reveal("table", out)
+        own = None
+        if context.name in holders:
+            with context.phase("setup"):
+                measurements = aggregate_measurements(task, self.epsilon)
+            with context.phase("compute"):
+                own = pd.DataFrame({name: m(context.data) for name, m in measurements.items()})
+            if context.name != task.recipient:
+                context.send(task.recipient, pack(own), tag="noisy-table")
+        if context.name != task.recipient:
+            return None
+        tables = [
+            own if h == context.name else unpack(context.receive(h, tag="noisy-table"))
+            for h in holders
+        ]
+        with context.phase("compute"):
+            total = sum(t.to_numpy() for t in tables)
+            sums = sums_from_vector(np.asarray(total).ravel(), task)
+            counts = sums["n"].clip(lower=0.0)
+            # a noisy count can be 0 or negative: divide by at least one patient
+            table = finish_means(sums.assign(n=counts.clip(lower=1.0)), task)
+            table["n"] = counts
+            out = AggregateOutput(clamp_means(table, task))
+        context.reveal("table", out)
         return out
 
-    def _query(self, task: Task, session: Session) -> QueryOutput:
+    def _query(self, context: PartyContext) -> QueryOutput | None:
+        """The researcher sends the workload; the custodian answers it through OpenDP's
+        compositor and sends back the noisy answers (None for a refused query)."""
+        task = context.task
+        (custodian,) = [n for n in task.party_names if n != task.recipient]
+        if context.name == custodian:
+            workload = unpack(context.receive(task.recipient, tag="workload"))
+            with context.phase("compute"):
+                answers = self._answer(context.data, workload, len(task.params["queries"]))
+            context.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
+            return None
+        if context.name != task.recipient:
+            return None
+        context.send(custodian, pack(list(task.params["queries"])), tag="workload")
+        received = unpack(context.receive(custodian, tag="answers"))
+        out = QueryOutput(tuple(_from_json(a) for a in received))
+        context.reveal("answers", out)
+        return out
+
+    def _answer(self, data: pd.DataFrame, workload: list[Any], planned: int) -> list[Any]:
+        """Answer ``workload`` on ``data`` under one compositor; ``planned`` is the
+        card's number of queries, which shares the budget when ``query_epsilon`` is
+        None."""
         from opendp.mod import OpenDPException
 
-        (custodian,) = [n for n in task.party_names if n != task.recipient]
-        queries = list(task.params["queries"])
-        per_query = self.query_epsilon or self.epsilon / len(queries)
+        per_query = self.query_epsilon or self.epsilon / planned
         affordable = math.floor(self.epsilon / per_query + 1e-9)
-        with session.as_party(task.recipient) as party:
-            party.send(custodian, pack(queries), tag="workload")
-        with session.as_party(custodian) as party:
-            workload = unpack(party.receive(task.recipient, tag="workload"))
-            answers: list[Any] = []
-            with session.phase("compute"):
-                accountant = compositor([per_query] * affordable)(party.data)
-                for query in workload:
-                    try:
-                        value = accountant(query_measurement(query, per_query))
-                    except OpenDPException as exc:
-                        if "out of queries" not in str(exc):
-                            raise
-                        answers.append(None)  # the accountant refused: over budget
-                        continue
-                    answers.append(value if query["kind"] == "histogram" else value[0])
-            party.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
-        with session.as_party(task.recipient) as party:
-            received = unpack(party.receive(custodian, tag="answers"))
-            out = QueryOutput(tuple(_from_json(a) for a in received))
-            party.reveal("answers", out)
-        return out
+        accountant = compositor([per_query] * affordable)(data)
+        answers: list[Any] = []
+        for query in workload:
+            try:
+                value = accountant(query_measurement(query, per_query))
+            except OpenDPException as exc:
+                if "out of queries" not in str(exc):
+                    raise
+                answers.append(None)  # the accountant refused: over budget
+                continue
+            answers.append(value if query["kind"] == "histogram" else value[0])
+        return answers
 
 
 def _jsonable(answer: Any) -> Any:
