@@ -21,7 +21,7 @@ from pets.leakage import (
 from pets.session import Session
 from pets.tasks import TRAIN, PartyRole, ScenarioData
 
-from conftest import attack_context
+from conftest import attack_context, solve_problem
 
 ALL = ("A0", "A1", "A2", "A3")
 #: One rerun of the single-patient game (five trusts: five targets).
@@ -71,8 +71,7 @@ def _overfitted_context(seed=0):
         parties,
         ScenarioData({"hospital": frame.iloc[:n_train]}, frame.iloc[n_train:], rng),
     )
-    session = Session(problem.task.parties, problem.party_data)
-    output = Plaintext().run(problem.task, session)
+    output, session = solve_problem(Plaintext(), problem)
     return AttackContext(
         problem=problem,
         session=session,
