@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from pets.leakage import EFFORT, AttackContext, dp_audit, evaluate_leakage, make_rerun
+from pets.leakage import EFFORT, AttackContext, dp_audit, evaluate_leakage
 from pets.leakage.dp_audit import audit_scores, epsilon_cap
 
-from conftest import context_for, solve_card
+from conftest import context_for, rerun_for, solve_card
 from misbehaving import TooLittleNoise
 
 pytest.importorskip("opendp")
@@ -85,7 +85,7 @@ def test_a_backend_with_too_little_noise_is_flagged(scenario_dir):
         session,
         backend.capabilities,
         output=output,
-        rerun=make_rerun(lambda: TooLittleNoise(epsilon=1.0, seed=next(counter))),
+        rerun=rerun_for(lambda: TooLittleNoise(epsilon=1.0, seed=next(counter))),
         families=[("dp_audit", audit)],
     )
     (record,) = leakage["attacks"]

@@ -80,10 +80,10 @@ def test_bad_cells_get_a_status_and_the_rest_finish(tmp_path, registry, scenario
     assert "deliberate failure in run" in by.loc["raising", "error"]
     assert by.loc["sleeping", "status"] == "timeout"
     assert "8 s timeout" in by.loc["sleeping", "error"]
-    assert by.loc["crashing", "status"] == "failed"
+    assert by.loc["crashing", "status"] == "party_failed"
     assert "signal 9" in by.loc["crashing", "error"]
     assert by.loc["wrong_output", "status"] == "failed"
-    assert "must return AggregateOutput" in by.loc["wrong_output", "error"]
+    assert "not a valid AggregateOutput" in by.loc["wrong_output", "error"]
     assert by.loc["unsupporting", "status"] == "unsupported"
     assert by.loc["plaintext", "status"] == "ok"
 
