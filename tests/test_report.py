@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from report_run import CARD_ID, SECOND_SIZE, build_run
 
 from pets.cli import main
 from pets.records import Record, records_frame
@@ -32,6 +31,8 @@ from pets.report.charts import (
 from pets.report.verdicts import pareto_front
 from pets.scenarios import Requirements, load_scenario
 from pets.tasks import CardError
+
+from report_run import CARD_ID, SECOND_SIZE, build_run
 
 
 def record(
