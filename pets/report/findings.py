@@ -288,6 +288,21 @@ def _caveats(findings: RunFindings) -> list[Caveat]:
                 out.append(Caveat("Did not run", f"{label}: {r['status']}: {r['error']}"))
         if s.source.status != "same":
             out.append(Caveat("Card", f"{s.id}: {s.source.note}"))
+    unknown = [
+        f"{s.id}: {row_label(r, with_size=s.many_sizes)}"
+        for s in findings.scenarios
+        for _, r in s.table.iterrows()
+        if r["status"] == "ok" and not r["isolation"]
+    ]
+    if unknown:
+        out.append(
+            Caveat(
+                "Isolation not recorded",
+                f"{len(unknown)} rows come from records without the isolation field (written "
+                "before parties ran as their own processes): whether their parties were kept "
+                "apart is not known.",
+            )
+        )
     frame = findings.evidence.frame
     if len(frame):
         unsupported = int((frame["status"] == "unsupported").sum())
