@@ -340,22 +340,29 @@ def scaling_chart(table: pd.DataFrame, scenario: str, colours: Mapping[str, str]
 
 
 def bytes_chart(
-    party_table: pd.DataFrame, scenario: str, colours: Mapping[str, str]
+    party_table: pd.DataFrame,
+    scenario: str,
+    colours: Mapping[str, str],
+    order: Sequence[str] = (),
 ) -> Chart | None:
-    """Return bytes sent and received by each party, per backend, on a log axis."""
+    """Return bytes sent and received by each party, per backend, on a log axis; rows
+    follow ``order`` (scorecard labels) where given."""
     mine = party_table[party_table["scenario"] == scenario] if len(party_table) else party_table
     if mine.empty or not (mine[["sent", "received"]].fillna(0).to_numpy() > 0).any():
         return None
     many = mine["size"].nunique() > 1
     mine = mine.assign(label=[row_label(r, with_size=many) for _, r in mine.iterrows()])
-    labels = list(dict.fromkeys(mine["label"]))
+    labels = [v for v in order if v in set(mine["label"])]
+    labels += [v for v in dict.fromkeys(mine["label"]) if v not in labels]
     parties = list(dict.fromkeys(mine["party"]))
     party_colours = backend_colours(parties)
 
     def build(figure: Any) -> int:
         ax = figure.add_subplot()
         marks = 0
-        offsets = np.linspace(-0.3, 0.3, len(parties)) if len(parties) > 1 else [0.0]
+        offsets = np.linspace(-0.25, 0.25, len(parties)) if len(parties) > 1 else [0.0]
+        for edge in range(len(labels) - 1):
+            ax.axhline(edge + 0.5, color="#d0d7de", linewidth=0.6)
         for party, offset in zip(parties, offsets, strict=True):
             rows = mine[mine["party"] == party]
             y = [labels.index(v) + offset for v in rows["label"]]
@@ -369,6 +376,7 @@ def bytes_chart(
             marks += 1
         ax.set_xscale("log")
         ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.grid(False, axis="y")
         ax.invert_yaxis()
         ax.set_xlabel("bytes (filled: sent; open: received; 0 drawn at 1)")
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))

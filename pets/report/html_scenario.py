@@ -356,9 +356,10 @@ def scenario_section(s: ScenarioFindings, colours: dict[str, str]) -> str:
         parts.append(f'<p><span class="badge warn">card changed</span> {esc(s.source.note)}</p>')
     parts.append("<h3>Requirements and verdicts</h3>" + _verdicts(s))
     parts.append("<h3>Scorecard</h3>" + _scorecard(s))
+    order = [row_label(r, with_size=s.many_sizes) for _, r in s.table.iterrows()]
     charts = [pareto_chart(s.table, s.front, s.id, colours)]
     charts += utility_charts(s.curves, s.id, colours, s.requirements)
-    charts += [scaling_chart(s.table, s.id, colours), bytes_chart(s.bytes, s.id, colours)]
+    charts += [scaling_chart(s.table, s.id, colours), bytes_chart(s.bytes, s.id, colours, order)]
     parts.append(_charts([c for c in charts if c is not None]))
     parts += [_epsilon_table(s), _identifiability(s), _attacks(s), _costs(s), "</section>"]
     return "".join(parts)
