@@ -1,4 +1,4 @@
-"""The ``pets`` command line: list, describe, run, demo."""
+"""The ``pets`` command line: list, describe, run, demo, report."""
 
 from __future__ import annotations
 
@@ -87,10 +87,43 @@ def _cmd_describe(args: argparse.Namespace) -> int:
     return 2
 
 
-def _run(args: argparse.Namespace, *, demo: bool) -> int:
+_FORMATS = {"html": ("html",), "md": ("md",), "both": ("html", "md")}
+
+
+def _write_reports(out: Path, formats: Sequence[str]) -> list[Path]:
+    from pets.report import write_report
+
+    return write_report(out, formats)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    try:
+        written = _write_reports(Path(args.run_dir), _FORMATS[args.format])
+    except FileNotFoundError as exc:
+        print(f"pets: {exc}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"report:     {path}")
+    return 0
+
+
+def _remember_command(out: Path, argv: Sequence[str] | None) -> None:
+    """Keep the command line in the manifest and the cards in the run folder, so the
+    folder alone rebuilds its report."""
     from pets.records import ResultStore
+    from pets.report import keep_cards
+
+    store = ResultStore(out)
+    manifest = store.read_manifest()
+    if manifest:
+        manifest["command"] = ["pets", *(sys.argv[1:] if argv is None else argv)]
+        store.write_manifest(manifest)
+    keep_cards(out)
+
+
+def _run(args: argparse.Namespace, *, demo: bool) -> int:
     from pets.registry import Registry, UnknownBackend
-    from pets.report import markdown_report, scorecard_text
+    from pets.report import scorecard_text
     from pets.runner import run
     from pets.tasks import CardError
 
@@ -118,13 +151,14 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
         print(f"pets: {exc}", file=sys.stderr)
         return 2
     out = Path(frame.attrs["out"])
-    report = out / "report.md"
-    full = ResultStore(out).to_frame()
-    report.write_text(markdown_report(full))
+    _remember_command(out, args.argv)
+    written = _write_reports(out, ("html", "md"))
     print(scorecard_text(frame))
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
-    print(f"run folder: {out}\nreport:     {report}")
+    print(f"run folder: {out}")
+    for path in written:
+        print(f"report:     {path}")
     bad = ("failed", "party_failed", "timeout")
     return 0 if not any(counts.get(s, 0) for s in bad) else 1
 
@@ -200,12 +234,20 @@ def _parser() -> argparse.ArgumentParser:
             "besides loopback, lan and wan",
         )
         p.set_defaults(func=lambda a, demo=(name == "demo"): _run(a, demo=demo))
+
+    p = sub.add_parser(
+        "report", help="rebuild a run folder's report (report.html, report.md) from its records"
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by pets run or demo")
+    p.add_argument("--format", choices=sorted(_FORMATS), default="both")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``pets`` command."""
     args = _parser().parse_args(argv)
+    args.argv = None if argv is None else list(argv)
     return int(args.func(args))
 
 

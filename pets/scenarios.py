@@ -27,8 +27,10 @@ __all__ = [
     "ATTACKER_MODELS",
     "CARD_SCHEMA",
     "DATA_SOURCES",
+    "REQUIREMENT_BOUNDS",
     "SPLIT_METHODS",
     "DataSpec",
+    "Requirements",
     "Scenario",
     "Sweep",
     "build_problem",
@@ -64,6 +66,57 @@ class DataSpec:
     holdout: float
     split: Mapping[str, Any]
     filter: str = ""
+
+
+@dataclass(frozen=True)
+class Requirements:
+    """The ``[requirements]`` table: what the scenario needs from a backend.
+
+    Every field is optional; an absent one is not checked. The report says which
+    backends meet every stated requirement and which miss which.
+
+    Attributes
+    ----------
+    max_epsilon : float or None
+        Largest acceptable differential-privacy epsilon. A backend meets it only with a
+        DP claim at or below it and no audited lower bound above it.
+    max_residual_risk : float or None
+        Largest acceptable worst residual risk of any attack, in [0, 1].
+    max_wan_seconds : float or None
+        Largest acceptable time modelled on the wide-area network profile (``wan``).
+    max_error : float or None
+        Largest acceptable value of the task's primary metric when it is an error
+        (lower is better: relative error, AUC shortfall, TVD).
+    min_accuracy : float or None
+        Smallest acceptable value of the task's primary metric when higher is better
+        (F1, decision agreement), in [0, 1].
+    rationale : str
+        Why the scenario needs these, in plain language, shown in the report.
+    """
+
+    max_epsilon: float | None = None
+    max_residual_risk: float | None = None
+    max_wan_seconds: float | None = None
+    max_error: float | None = None
+    min_accuracy: float | None = None
+    rationale: str = ""
+
+    def stated(self) -> dict[str, float]:
+        """Return the numeric requirements the card states, by field name."""
+        values = {n: getattr(self, n) for n in REQUIREMENT_BOUNDS}
+        return {n: float(v) for n, v in values.items() if v is not None}
+
+
+#: Field of ``[requirements]`` to (lowest allowed, highest allowed, lowest is exclusive).
+REQUIREMENT_BOUNDS: Mapping[str, tuple[float, float, bool]] = MappingProxyType(
+    {
+        "max_epsilon": (0.0, float("inf"), True),
+        "max_residual_risk": (0.0, 1.0, False),
+        "max_wan_seconds": (0.0, float("inf"), True),
+        "max_error": (0.0, float("inf"), False),
+        "min_accuracy": (0.0, 1.0, False),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -108,6 +161,9 @@ class Scenario:
     network : Mapping of str to NetworkProfile
         Extra network profiles the card defines (``[network.<name>]``), modelled on
         top of the defaults.
+    requirements : Requirements
+        What the scenario needs from a backend (``[requirements]``); empty if the card
+        states none.
     """
 
     id: str
@@ -125,6 +181,7 @@ class Scenario:
     questions: tuple[str, ...] = ()
     card_hash: str = ""
     network: Mapping[str, NetworkProfile] = field(default_factory=dict)
+    requirements: Requirements = field(default_factory=Requirements)
 
     def sweeps_for(self, backend: str) -> tuple[Sweep, ...]:
         """Return the sweeps declared for ``backend``."""
@@ -206,6 +263,7 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
         sweeps.append(Sweep(sub.get("backend", str), sub.get("param", str), tuple(values)))
         sub.check_unknown()
     network = _parse_network(card.table("network", {}))
+    requirements = _parse_requirements(card.table("requirements", {}))
     story_name = card.get("story", str, f"{scenario_id}.md")
     story = path.parent / story_name
     scenario = Scenario(
@@ -224,6 +282,7 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
         questions=tuple(card.get("questions", list, [])),
         card_hash=hashlib.sha256(raw_bytes).hexdigest(),
         network=MappingProxyType(network),
+        requirements=requirements,
     )
     card.check_unknown()
     return scenario
@@ -243,6 +302,23 @@ def _parse_network(table: CardTable) -> dict[str, NetworkProfile]:
             raise table.error(name, str(exc)) from None
         sub.check_unknown()
     return profiles
+
+
+def _parse_requirements(table: CardTable) -> Requirements:
+    values: dict[str, Any] = {}
+    for name, (low, high, exclusive) in REQUIREMENT_BOUNDS.items():
+        value = table.get(name, float, None)
+        if value is None:
+            continue
+        too_low = value <= low if exclusive else value < low
+        if too_low or value > high:
+            lower = f"> {low:g}" if exclusive else f">= {low:g}"
+            upper = "" if high == float("inf") else f" and <= {high:g}"
+            raise table.error(name, f"must be {lower}{upper}, got {value:g}")
+        values[name] = value
+    values["rationale"] = table.get("rationale", str, "")
+    table.check_unknown()
+    return Requirements(**values)
 
 
 def _parse_parties(card: CardTable, source: str) -> tuple[PartyRole, ...]:

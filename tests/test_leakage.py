@@ -108,7 +108,7 @@ def test_leakage_off_runs_no_attack(tmp_path, registry, scenario_dir):
 
 
 def test_report_lists_every_attack_with_interval_or_reason(tmp_path, registry, scenario_dir):
-    from pets.report.scorecard import attack_table, markdown_report
+    from pets.report import attack_table, markdown_report
 
     frame = pets.run(
         ["multi_site_prevalence"],

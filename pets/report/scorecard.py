@@ -1,231 +1,258 @@
-"""Scorecards: one table per scenario, backends as rows, built from records alone."""
+"""Scorecard data: one table per scenario, backends as rows, built from records alone.
+
+Every function here reads the flat frame of :func:`pets.records.records_frame` and
+tolerates fields older or newer records lack (``isolation``, ``verified``,
+``cost.party_startup_s``, ``leakage.epsilon_spent``): a missing figure is NaN, never a
+guess.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["attack_table", "markdown_report", "scorecard", "scorecard_text", "utility_curves"]
+from pets.report.units import is_missing, show_bytes, show_number, show_seconds
 
-_COLUMNS = [
-    "backend",
-    "params",
-    "status",
-    "primary",
-    "value",
-    "wall_s",
-    "wan_s",
-    "bytes",
-    "rounds",
-    "worst_risk",
-    "flags",
+__all__ = [
+    "attack_table",
+    "mean_interval",
+    "params_label",
+    "party_bytes",
+    "row_label",
+    "scorecard",
+    "scorecard_text",
+    "utility_curves",
 ]
 
-
-def _primary(row: pd.Series) -> tuple[str, float]:
-    name = row.get("accuracy.primary")
-    if not isinstance(name, str):
-        return "", float("nan")
-    return name, row.get(f"accuracy.{name}", float("nan"))
+#: Worst first: the status a group of repeats shows.
+_STATUS_ORDER = {"failed": 0, "party_failed": 0, "timeout": 1, "ok": 2}
 
 
-def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Return, per scenario, a table with one row per (backend, params) cell group.
+def _json(value: Any, default: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return default
+    return default
 
-    Repeats and seeds are averaged (mean) for numbers; the status shown is the worst.
-    Cells whose backend does not serve the scenario's task are left out.
-    """
-    if frame.empty:
-        return {}
-    rows = []
-    for _, r in frame.iterrows():
-        name, value = _primary(r)
-        params = json.loads(r["params"]) if isinstance(r.get("params"), str) else {}
-        rows.append(
-            {
-                "scenario": r["scenario"],
-                "backend": r["backend"],
-                "params": ", ".join(f"{k}={v}" for k, v in params.items()),
-                "status": r["status"],
-                "primary": name,
-                "value": value,
-                "wall_s": r.get("cost.wall_s"),
-                "wan_s": _modelled(r.get("cost.network"), "wan"),
-                "bytes": r.get("cost.bytes_total"),
-                "rounds": r.get("cost.rounds"),
-                "worst_risk": r.get("leakage.worst_residual_risk"),
-                "eps_lower": r.get("leakage.epsilon_lower_bound"),
-                "eps_claimed": r.get("leakage.epsilon_claimed"),
-                "flags": ", ".join(json.loads(r.get("leakage.flags") or "[]")),
-                "error": r.get("error"),
-            }
-        )
-    table = pd.DataFrame(rows)
-    table = table[table["status"] != "unsupported"]
-    order = {"failed": 0, "party_failed": 0, "timeout": 1, "ok": 2}
-    out = {}
-    for scenario, group in table.groupby("scenario", sort=True):
-        agg = group.groupby(["backend", "params"], sort=False, dropna=False).agg(
-            status=("status", lambda s: min(s, key=lambda v: order.get(v, 3))),
-            primary=("primary", "first"),
-            value=("value", lambda s: pd.to_numeric(s, errors="coerce").mean()),
-            wall_s=("wall_s", lambda s: pd.to_numeric(s, errors="coerce").mean()),
-            wan_s=("wan_s", lambda s: pd.to_numeric(s, errors="coerce").mean()),
-            bytes=("bytes", lambda s: pd.to_numeric(s, errors="coerce").mean()),
-            rounds=("rounds", lambda s: pd.to_numeric(s, errors="coerce").max()),
-            worst_risk=("worst_risk", lambda s: pd.to_numeric(s, errors="coerce").max()),
-            eps_lower=("eps_lower", lambda s: pd.to_numeric(s, errors="coerce").max()),
-            eps_claimed=("eps_claimed", lambda s: pd.to_numeric(s, errors="coerce").max()),
-            flags=("flags", _union_of_flags),
-            error=("error", lambda s: next((e for e in s if isinstance(e, str)), "")),
-            runs=("status", "size"),
-        )
-        out[str(scenario)] = agg.reset_index()
-    return out
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    """Return a column, or NaNs when the records lack it."""
+    if name in frame:
+        return frame[name]
+    return pd.Series([np.nan] * len(frame), index=frame.index, dtype=object)
+
+
+def params_label(params: dict[str, Any]) -> str:
+    """Return parameters as ``k=v, k=v`` in their stored order."""
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
+def mean_interval(values: Any) -> tuple[float, float, float]:
+    """Return the mean and 95% Student-t interval of ``values`` (NaN ends for one value)."""
+    from scipy import stats
+
+    v = pd.to_numeric(pd.Series(values), errors="coerce").dropna().to_numpy(dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, mean - half, mean + half
 
 
 def _modelled(network: Any, profile: str) -> float:
     """Modelled seconds on ``profile`` from a record's ``cost.network`` (JSON text)."""
-    if not isinstance(network, str):
-        return float("nan")
-    return json.loads(network).get(profile, {}).get("modelled_s", float("nan"))
+    value = _json(network, {}).get(profile, {}).get("modelled_s")
+    return float("nan") if value is None else float(value)
 
 
-def utility_curves(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return the privacy-utility curves of a run: for every scenario and backend run at
-    more than one ``epsilon``, the primary metric's mean per epsilon over repeats and
-    seeds, with a 95% confidence interval (Student t; none from a single run).
-
-    Columns: ``scenario``, ``backend``, ``epsilon``, ``primary``, ``mean``, ``ci_low``,
-    ``ci_high``, ``runs``.
-    """
-    from scipy import stats
-
+def _cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per record with the figures the scorecard reads, unsupported cells out."""
+    verified = _column(frame, "verified")
     rows = []
-    if frame.empty:
-        return pd.DataFrame(rows)
-    for _, r in frame[frame["status"] == "ok"].iterrows():
-        params = json.loads(r["params"]) if isinstance(r.get("params"), str) else {}
-        if "epsilon" not in params:
-            continue
-        name, value = _primary(r)
-        rest = {k: v for k, v in params.items() if k != "epsilon"}
-        backend = r["backend"] + (
-            f" [{', '.join(f'{k}={v}' for k, v in rest.items())}]" if rest else ""
-        )
+    for i, r in frame.iterrows():
+        params = _json(r.get("params"), {})
+        primary = r.get("accuracy.primary")
+        primary = primary if isinstance(primary, str) else ""
+        claim = _json(r.get("leakage.claim"), {})
         rows.append(
             {
                 "scenario": r["scenario"],
-                "backend": backend,
-                "epsilon": float(params["epsilon"]),
-                "primary": name,
-                "value": float(value),
+                "backend": r["backend"],
+                "params": params_label(params),
+                "size": r.get("size"),
+                "pet_class": r.get("pet_class") or "",
+                "status": r["status"],
+                "error": r.get("error"),
+                "primary": primary,
+                "higher_is_better": bool(r.get("accuracy.higher_is_better") is True),
+                "value": r.get(f"accuracy.{primary}") if primary else np.nan,
+                "wall_s": r.get("cost.wall_s"),
+                "startup_s": r.get("cost.party_startup_s"),
+                "cpu_s": r.get("cost.cpu_s"),
+                "peak_rss_mb": r.get("cost.peak_rss_mb"),
+                "wan_s": _modelled(r.get("cost.network"), "wan"),
+                "bytes": r.get("cost.bytes_total"),
+                "messages": r.get("cost.messages"),
+                "rounds": r.get("cost.rounds"),
+                "worst_risk": r.get("leakage.worst_residual_risk"),
+                "worst_attack": r.get("leakage.worst_attack"),
+                "eps_lower": r.get("leakage.epsilon_lower_bound"),
+                "eps_claimed": r.get("leakage.epsilon_claimed"),
+                "eps_spent": r.get("leakage.epsilon_spent"),
+                "claim": claim,
+                "flags": ", ".join(_json(r.get("leakage.flags"), [])),
+                "isolation": r.get("isolation") or "",
+                "verified": verified.loc[i],
+                "leakage_mode": r.get("leakage.mode") or "",
             }
         )
-    if not rows:
-        return pd.DataFrame(rows)
-    runs = pd.DataFrame(rows)
-    out = []
-    for (scenario, backend, epsilon), group in runs.groupby(
-        ["scenario", "backend", "epsilon"], sort=True
-    ):
-        values = group["value"].to_numpy(dtype=float)
-        mean = float(values.mean())
-        if len(values) > 1:
-            half = float(stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1))
-            half /= np.sqrt(len(values))
-            low, high = mean - half, mean + half
-        else:
-            low = high = float("nan")
-        out.append(
-            {
-                "scenario": scenario,
+    table = pd.DataFrame(rows)
+    return table[table["status"] != "unsupported"] if len(table) else table
+
+
+def _numeric(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce")
+
+
+def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Return, per scenario, one row per (backend, params, size) group of records.
+
+    Numbers are means over repeats and seeds, with a 95% Student-t interval for the
+    primary metric (``value_low``, ``value_high``; NaN from a single run); rounds,
+    worst risk and epsilons are the largest seen; the status is the worst. The worst
+    risk's interval (``risk_low``, ``risk_high``) comes from the pooled Wilson interval
+    of the attack that scored it (see :func:`attack_table`). Cells whose backend does
+    not serve the scenario's task are left out.
+    """
+    if frame.empty:
+        return {}
+    table = _cells(frame)
+    if table.empty:
+        return {}
+    attacks = attack_table(frame)
+    out = {}
+    for scenario, group in table.groupby("scenario", sort=True):
+        rows = []
+        for (backend, params, size), cells in group.groupby(
+            ["backend", "params", "size"], sort=False, dropna=False
+        ):
+            ok = cells[cells["status"] == "ok"]
+            value, low, high = mean_interval(ok["value"])
+            row = {
                 "backend": backend,
-                "epsilon": epsilon,
-                "primary": group["primary"].iloc[0],
-                "mean": mean,
-                "ci_low": low,
-                "ci_high": high,
-                "runs": len(values),
+                "params": params,
+                "size": size,
+                "pet_class": cells["pet_class"].iloc[0],
+                "status": min(cells["status"], key=lambda v: _STATUS_ORDER.get(v, 3)),
+                "error": next((e for e in cells["error"] if isinstance(e, str)), ""),
+                "runs": len(cells),
+                "ok_runs": len(ok),
+                "primary": next((p for p in cells["primary"] if p), ""),
+                "higher_is_better": bool(ok["higher_is_better"].any()),
+                "value": value,
+                "value_low": low,
+                "value_high": high,
+                "claim": next((c for c in ok["claim"] if c), {}),
+                "flags": _union_of_flags(cells["flags"]),
+                "isolation": ", ".join(sorted({v for v in cells["isolation"] if v})),
+                "verified": _verified(cells["verified"]),
+                "leakage_mode": ", ".join(sorted({v for v in cells["leakage_mode"] if v})),
+                "worst_attack": next((a for a in ok["worst_attack"] if isinstance(a, str)), ""),
             }
-        )
-    curves = pd.DataFrame(out)
-    swept = curves.groupby(["scenario", "backend"])["epsilon"].transform("nunique") > 1
-    return curves[swept].reset_index(drop=True)
+            for name in ("wall_s", "startup_s", "cpu_s", "wan_s", "bytes", "messages"):
+                row[name] = _numeric(ok[name]).mean()
+            for name in ("rounds", "peak_rss_mb", "worst_risk", "eps_lower", "eps_claimed"):
+                row[name] = _numeric(ok[name]).max()
+            row["eps_spent"] = _numeric(ok["eps_spent"]).max()
+            row["risk_low"], row["risk_high"] = _risk_interval(
+                attacks, scenario, backend, params, size
+            )
+            rows.append(row)
+        table = pd.DataFrame(rows)
+        order = sorted(range(len(table)), key=lambda i: _reading_order(table.iloc[i]))
+        out[str(scenario)] = table.iloc[order].reset_index(drop=True)
+    return out
+
+
+#: Rows are grouped by PET class in this order: baselines first, then today's practice.
+_CLASS_ORDER = ("baseline", "sdc", "he", "mpc", "psi", "federated", "dp", "synthetic", "remote")
+
+
+def _natural(text: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(text), "")
+    except ValueError:
+        return (1, 0.0, text)
+
+
+def _reading_order(row: pd.Series) -> tuple[Any, ...]:
+    """Sort key: PET class, backend, parameters with numbers compared as numbers, size."""
+    pet = row["pet_class"]
+    rank = _CLASS_ORDER.index(pet) if pet in _CLASS_ORDER else len(_CLASS_ORDER)
+    params = [_natural(p) for p in re.split(r"[=, ]+", str(row["params"]))]
+    size = float(row["size"]) if not is_missing(row["size"]) else 0.0
+    return (rank, row["backend"], params, size)
+
+
+def _verified(values: pd.Series) -> bool | None:
+    """False if any record says unverified, True if all say verified, None if none say."""
+    stated = [bool(v) for v in values if isinstance(v, bool | np.bool_)]
+    if not stated:
+        return None
+    return all(stated)
+
+
+def _risk_interval(
+    attacks: pd.DataFrame, scenario: str, backend: str, params: str, size: Any
+) -> tuple[float, float]:
+    """Residual-risk interval of the worst scored attack of one scorecard row."""
+    if attacks.empty:
+        return float("nan"), float("nan")
+    mine = attacks[
+        (attacks["scenario"] == scenario)
+        & (attacks["backend"] == backend)
+        & (attacks["params"] == params)
+        & (attacks["size"] == size)
+        & attacks["applicable"]
+        & ~attacks["diagnostic"]
+    ].dropna(subset=["risk"])
+    if mine.empty or "ci_low" not in mine:
+        return float("nan"), float("nan")
+    worst = mine.loc[mine["risk"].idxmax()]
+    return float(worst.get("risk_low", np.nan)), float(worst.get("risk_high", np.nan))
 
 
 def _union_of_flags(values: pd.Series) -> str:
-    return ", ".join(sorted({f for v in values for f in v.split(", ") if f}))
+    return ", ".join(sorted({f for v in values for f in str(v).split(", ") if f}))
 
 
-def _fmt(value: Any, kind: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "-"
-    if kind == "bytes":
-        v = float(value)
-        for unit in ("B", "KiB", "MiB", "GiB"):
-            if v < 1024 or unit == "GiB":
-                return f"{v:.0f} {unit}" if unit == "B" else f"{v:.1f} {unit}"
-            v /= 1024
-    if kind == "time":
-        return f"{float(value):.3f} s"
-    if kind == "int":
-        return f"{int(value)}"
-    return f"{float(value):.4g}"
-
-
-def _rows(table: pd.DataFrame) -> list[list[str]]:
-    rows = []
-    for _, r in table.iterrows():
-        label = r["backend"] + (f" [{r['params']}]" if r["params"] else "")
-        accuracy = f"{r['primary']} = {_fmt(r['value'], 'num')}" if r["primary"] else "-"
-        if r["status"] != "ok":
-            accuracy = f"{r['status']}: {str(r['error'])[:60]}"
-        rows.append(
-            [
-                label,
-                accuracy,
-                _fmt(r["wall_s"], "time"),
-                _fmt(r["wan_s"], "time"),
-                _fmt(r["bytes"], "bytes"),
-                _fmt(r["rounds"], "int"),
-                _fmt(r["worst_risk"], "num"),
-                _epsilons(r["eps_lower"], r["eps_claimed"]),
-                r["flags"] or "-",
-            ]
-        )
-    return rows
-
-
-_HEADER = [
-    "backend",
-    "accuracy (primary)",
-    "time",
-    "WAN time",
-    "bytes",
-    "rounds",
-    "worst risk",
-    "ε lower / claimed",
-    "flags",
-]
-
-
-def _epsilons(lower: Any, claimed: Any) -> str:
-    if lower is None or (isinstance(lower, float) and np.isnan(lower)):
-        return "-" if claimed is None or pd.isna(claimed) else f"- / {float(claimed):g}"
-    claim = "none" if claimed is None or pd.isna(claimed) else f"{float(claimed):g}"
-    return f"{float(lower):.3g} / {claim}"
+def _residual(rate: float, control: float) -> float:
+    if is_missing(rate):
+        return float("nan")
+    control = 0.0 if is_missing(control) else float(control)
+    if control >= 1.0:
+        return 0.0
+    return min(1.0, max(0.0, (float(rate) - control) / (1.0 - control)))
 
 
 def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Return one row per (scenario, backend, params, attack, method, attacker, observer).
+    """Return one row per (scenario, backend, params, size, attack, method, attacker,
+    observer).
 
     Success counts are pooled over repeats and seeds, with a 95% Wilson interval of the
-    pooled rate; control rate and residual risk are means over repeats. Attacks that were
-    not applicable keep their reason; DP audits show the largest epsilon lower bound.
+    pooled rate (``ci_low``, ``ci_high``); control rate and residual risk are means over
+    repeats, and ``risk_low``/``risk_high`` carry the rate's interval through the same
+    formula with the mean control (the control's own uncertainty is not included).
+    Attacks that were not applicable keep their reason; DP audits show the largest
+    epsilon lower bound; ``skipped`` marks audits and probes that did not run and why.
     """
     from pets.leakage.rates import wilson_interval
 
@@ -233,165 +260,245 @@ def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
     if frame.empty or "leakage.attacks" not in frame:
         return pd.DataFrame(rows)
     for _, r in frame[frame["status"] == "ok"].iterrows():
-        params = json.loads(r["params"]) if isinstance(r.get("params"), str) else {}
-        for a in json.loads(r.get("leakage.attacks") or "[]"):
+        params = _json(r.get("params"), {})
+        for a in _json(r.get("leakage.attacks"), []):
+            rate = a.get("success_rate")
             rows.append(
                 {
                     "scenario": r["scenario"],
                     "backend": r["backend"],
-                    "params": ", ".join(f"{k}={v}" for k, v in params.items()),
+                    "params": params_label(params),
+                    "size": r.get("size"),
                     "attack": a["attack"],
                     "method": a.get("method", ""),
                     "attacker": a.get("attacker", "-"),
                     "observer": a.get("observer", "-"),
                     "applicable": bool(a.get("applicable")),
                     "diagnostic": bool(a.get("diagnostic")),
-                    "successes": round(a["success_rate"] * a["trials"])
-                    if a.get("trials") and a.get("success_rate") is not None
+                    "skipped": bool(a.get("skipped")),
+                    "failed": bool(a.get("failed")),
+                    "successes": round(rate * a["trials"])
+                    if a.get("trials") and rate is not None
                     else None,
-                    "trials": a.get("trials") if a.get("success_rate") is not None else None,
+                    "trials": a.get("trials") if rate is not None else None,
                     "control": a.get("control_rate"),
                     "baseline": a.get("baseline"),
                     "risk": a.get("residual_risk"),
                     "epsilon_lower": a.get("epsilon_lower"),
+                    "epsilon_claimed": a.get("epsilon_claimed"),
                     "note": a.get("note", ""),
                 }
             )
     if not rows:
         return pd.DataFrame(rows)
     runs = pd.DataFrame(rows)
-    keys = ["scenario", "backend", "params", "attack", "method", "attacker", "observer"]
+    keys = ["scenario", "backend", "params", "size", "attack", "method", "attacker", "observer"]
     out = []
     for key, group in runs.groupby(keys, sort=True, dropna=False):
         row = dict(zip(keys, key, strict=True))
         applicable = group[group["applicable"]]
         row["applicable"] = len(applicable) > 0
         row["diagnostic"] = bool(group["diagnostic"].any())
+        row["skipped"] = bool(group["skipped"].any())
+        row["failed"] = bool(group["failed"].any())
         row["note"] = next((n for n in group["note"] if n), "")
         counted = applicable.dropna(subset=["trials"])
+        row["control"] = _numeric(applicable["control"]).mean()
+        row["baseline"] = _numeric(applicable["baseline"]).mean()
         if len(counted):
             k, n = int(counted["successes"].sum()), int(counted["trials"].sum())
             _, low, high = wilson_interval(k, n)
             row.update(rate=k / n, ci_low=low, ci_high=high, trials=n)
-        row["control"] = pd.to_numeric(applicable["control"], errors="coerce").mean()
-        row["risk"] = pd.to_numeric(applicable["risk"], errors="coerce").mean()
-        row["epsilon_lower"] = pd.to_numeric(applicable["epsilon_lower"], errors="coerce").max()
+            row["risk_low"] = _residual(low, row["control"])
+            row["risk_high"] = _residual(high, row["control"])
+        row["risk"] = _numeric(applicable["risk"]).mean()
+        row["epsilon_lower"] = _numeric(applicable["epsilon_lower"]).max()
+        row["epsilon_claimed"] = _numeric(group["epsilon_claimed"]).max()
         row["runs"] = len(group)
         out.append(row)
     return pd.DataFrame(out)
+
+
+def utility_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return the privacy-utility curves of a run.
+
+    A curve is drawn for every privacy parameter a backend was swept over: any
+    parameter that varies among a backend's records on a scenario whose records carry
+    a DP claim (``leakage.epsilon_claimed``), whatever its name. When the claimed
+    epsilon moves with the parameter, the curve's x is the claimed epsilon (the typed
+    claim, not the parameter's name); when it does not (a per-query loss under a fixed
+    total budget), x is the parameter's own value and ``epsilon`` shows the fixed claim.
+
+    Columns: ``scenario``, ``backend`` (with the other parameters), ``size``,
+    ``parameter``, ``axis`` (``"epsilon"`` or the parameter's name), ``x``, ``epsilon``
+    (claimed), ``primary``, ``higher_is_better``, ``mean``, ``ci_low``, ``ci_high``
+    (95% Student t over repeats and seeds; NaN from one run), ``runs``.
+    """
+    columns = [
+        "scenario",
+        "backend",
+        "size",
+        "parameter",
+        "axis",
+        "x",
+        "epsilon",
+        "primary",
+        "higher_is_better",
+        "mean",
+        "ci_low",
+        "ci_high",
+        "runs",
+    ]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    ok = frame[(frame["status"] == "ok") & _column(frame, "leakage.epsilon_claimed").notna()]
+    out = []
+    for (scenario, backend), group in ok.groupby(["scenario", "backend"], sort=True):
+        params = [_json(p, {}) for p in group["params"]]
+        names = sorted({k for p in params for k in p})
+        many_sizes = group["size"].nunique() > 1
+        for name in names:
+            values = {json.dumps(p.get(name), sort_keys=True) for p in params}
+            if len(values) < 2:
+                continue
+            out += _curve(group, params, scenario, backend, name, many_sizes)
+    curves = pd.DataFrame(out, columns=columns)
+    if curves.empty:
+        return curves
+    swept = curves.groupby(["scenario", "backend", "size", "parameter"])["x"].transform("nunique")
+    return curves[swept > 1].reset_index(drop=True)
+
+
+def _curve(
+    group: pd.DataFrame,
+    params: list[dict[str, Any]],
+    scenario: str,
+    backend: str,
+    name: str,
+    many_sizes: bool,
+) -> list[dict[str, Any]]:
+    points = []
+    for (_, r), p in zip(group.iterrows(), params, strict=True):
+        primary = r.get("accuracy.primary")
+        if not isinstance(primary, str) or not isinstance(p.get(name), int | float):
+            continue
+        rest = {k: v for k, v in p.items() if k != name}
+        label = backend + (f" [{params_label(rest)}]" if rest else "")
+        if many_sizes:
+            label += f" (n={r['size']})"
+        points.append(
+            {
+                "label": label,
+                "size": r["size"],
+                "param": float(p[name]),
+                "epsilon": float(r["leakage.epsilon_claimed"]),
+                "primary": primary,
+                "higher_is_better": bool(r.get("accuracy.higher_is_better") is True),
+                "value": r.get(f"accuracy.{primary}"),
+            }
+        )
+    if not points:
+        return []
+    runs = pd.DataFrame(points)
+    follows = (
+        runs.groupby("param")["epsilon"].nunique().max() == 1
+        and runs["epsilon"].nunique() == runs["param"].nunique()
+    )
+    axis = "epsilon" if follows else name
+    rows = []
+    for (label, size, param), cells in runs.groupby(["label", "size", "param"], sort=True):
+        mean, low, high = mean_interval(cells["value"])
+        epsilon = float(cells["epsilon"].max())
+        rows.append(
+            {
+                "scenario": scenario,
+                "backend": label,
+                "size": size,
+                "parameter": name,
+                "axis": axis,
+                "x": epsilon if follows else param,
+                "epsilon": epsilon,
+                "primary": cells["primary"].iloc[0],
+                "higher_is_better": bool(cells["higher_is_better"].iloc[0]),
+                "mean": mean,
+                "ci_low": low,
+                "ci_high": high,
+                "runs": len(cells),
+            }
+        )
+    return rows
+
+
+def party_bytes(frame: pd.DataFrame) -> pd.DataFrame:
+    """Return bytes sent and received per party, mean over a row's ok records.
+
+    Columns: ``scenario``, ``backend``, ``params``, ``size``, ``party``, ``sent``,
+    ``received``.
+    """
+    rows = []
+    if frame.empty or "cost.bytes_by_party" not in frame:
+        return pd.DataFrame(rows)
+    for _, r in frame[frame["status"] == "ok"].iterrows():
+        by_party = _json(r.get("cost.bytes_by_party"), {})
+        for party, counts in by_party.items():
+            rows.append(
+                {
+                    "scenario": r["scenario"],
+                    "backend": r["backend"],
+                    "params": params_label(_json(r.get("params"), {})),
+                    "size": r.get("size"),
+                    "party": party,
+                    "sent": (counts or {}).get("sent"),
+                    "received": (counts or {}).get("received"),
+                }
+            )
+    if not rows:
+        return pd.DataFrame(rows)
+    keys = ["scenario", "backend", "params", "size", "party"]
+    table = pd.DataFrame(rows)
+    return table.groupby(keys, sort=False, dropna=False)[["sent", "received"]].mean().reset_index()
+
+
+def row_label(row: pd.Series | dict[str, Any], *, with_size: bool = False) -> str:
+    """Return a scorecard row's name: backend, its parameters, and the size if asked."""
+    label = str(row["backend"]) + (f" [{row['params']}]" if row["params"] else "")
+    return label + (f" (n={int(row['size'])})" if with_size else "")
+
+
+_HEADER = ["backend", "accuracy", "time", "WAN time", "bytes", "rounds", "worst risk", "ε", "flags"]
 
 
 def scorecard_text(frame: pd.DataFrame) -> str:
     """Return the scorecards as aligned plain text for a terminal."""
     parts = []
     for scenario, table in scorecard(frame).items():
-        rows = [_HEADER, *_rows(table)]
+        many = table["size"].nunique() > 1
+        rows = [_HEADER]
+        for _, r in table.iterrows():
+            accuracy = f"{r['primary']} = {show_number(r['value'], 4)}" if r["primary"] else "-"
+            if r["status"] != "ok":
+                accuracy = f"{r['status']}: {str(r['error'])[:60]}"
+            epsilon = "-"
+            if not is_missing(r["eps_claimed"]) or not is_missing(r["eps_lower"]):
+                epsilon = f"{show_number(r['eps_lower'])} / {show_number(r['eps_claimed'])}"
+            rows.append(
+                [
+                    row_label(r, with_size=many),
+                    accuracy,
+                    show_seconds(r["wall_s"]),
+                    show_seconds(r["wan_s"]),
+                    show_bytes(r["bytes"]),
+                    show_number(r["rounds"]),
+                    show_number(r["worst_risk"]),
+                    epsilon,
+                    r["flags"] or "-",
+                ]
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
         lines = [f"== {scenario} =="]
         for j, row in enumerate(rows):
-            lines.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+            lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
             if j == 0:
                 lines.append("  ".join("-" * w for w in widths))
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
-
-
-def markdown_report(frame: pd.DataFrame, *, title: str = "PETs Sandbox run") -> str:
-    """Return a Markdown report: one scorecard per scenario and a reading guide."""
-    lines = [
-        f"# {title}",
-        "",
-        "Every figure below was computed by the harness from the run's records: accuracy "
-        "against the plaintext reference answer, cost measured by the session and the "
-        "cell's process, leakage from attacks on what each party observed. `time` is "
-        "measured on this machine; `WAN time` is the same run modelled between sites 50 ms "
-        "and 100 Mbit/s apart (see docs/network.md for the formula). "
-        "`worst risk` is the highest residual risk of any attack (0 = no better than the "
-        "control, 1 = complete); `ε lower / claimed` is the DP audit's lower bound on "
-        "epsilon next to the backend's claim. `flags` name what the attacks found "
-        "(`exposes_inputs`: another party's raw values readable in a party's received "
-        "bytes; `reidentifies`, `reveals_individuals`, `singles_out`, ... : an attack's "
-        "residual risk above 0.5) and any measured leakage the backend's claim denies "
-        "(`claim_contradicted`). The section Attacks lists every attack.",
-        "",
-    ]
-    skipped = int((frame["status"] == "unsupported").sum()) if len(frame) else 0
-    for scenario, table in scorecard(frame).items():
-        lines += [
-            f"## {scenario}",
-            "",
-            "| " + " | ".join(_HEADER) + " |",
-            "|" + "---|" * len(_HEADER),
-        ]
-        for row in _rows(table):
-            lines.append("| " + " | ".join(c.replace("|", "/") for c in row) + " |")
-        lines.append("")
-    attacks = attack_table(frame)
-    if len(attacks):
-        lines += [
-            "## Attacks",
-            "",
-            "Each attack as the harness ran it: the attacker model (A0 recipient, A1 "
-            "motivated intruder, A2 honest-but-curious party, A3 worst-case auditor), the "
-            "party whose view was attacked, the success rate pooled over runs with its 95% "
-            "Wilson interval, the control rate, and the residual risk "
-            "(attack − control) / (1 − control). `n/a` means the attacker observes nothing "
-            "there; diagnostics are shown but do not count towards the worst risk.",
-            "",
-            "| scenario | backend | attack | attacker | observer | rate (95% CI) | trials "
-            "| control | residual risk | ε lower | note |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for _, a in attacks.iterrows():
-            label = a["backend"] + (f" [{a['params']}]" if a["params"] else "")
-            attack = a["attack"] + (f" ({a['method']})" if a["method"] else "")
-            attack += " (diagnostic)" if a["diagnostic"] else ""
-            if not a["applicable"]:
-                cells = ["n/a", "-", "-", "-", "-"]
-            else:
-                rate = (
-                    f"{a['rate']:.3f} ({a['ci_low']:.3f} to {a['ci_high']:.3f})"
-                    if pd.notna(a.get("rate"))
-                    else "-"
-                )
-                cells = [
-                    rate,
-                    _fmt(a.get("trials"), "int"),
-                    _fmt(a["control"], "num"),
-                    _fmt(a["risk"], "num"),
-                    _fmt(a["epsilon_lower"], "num"),
-                ]
-            note = str(a["note"]).replace("|", "/")[:90]
-            lines.append(
-                f"| {a['scenario']} | {label} | {attack} | {a['attacker']} | {a['observer']} "
-                f"| {' | '.join(cells)} | {note} |"
-            )
-        lines.append("")
-    curves = utility_curves(frame)
-    if len(curves):
-        lines += [
-            "## Privacy-utility curves",
-            "",
-            "The primary metric per epsilon: mean over repeats and seeds, with a 95% "
-            "confidence interval (Student t) where there was more than one run.",
-            "",
-            "| scenario | backend | epsilon | metric | mean | 95% CI | runs |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for _, c in curves.iterrows():
-            interval = (
-                "-"
-                if np.isnan(c["ci_low"])
-                else f"{_fmt(c['ci_low'], 'num')} to {_fmt(c['ci_high'], 'num')}"
-            )
-            lines.append(
-                f"| {c['scenario']} | {c['backend']} | {c['epsilon']:g} | {c['primary']} | "
-                f"{_fmt(c['mean'], 'num')} | {interval} | {c['runs']} |"
-            )
-        lines.append("")
-    if skipped:
-        lines.append(
-            f"{skipped} cells were skipped because the backend does not serve the "
-            "scenario's task kind."
-        )
-    return "\n".join(lines) + "\n"

@@ -1,0 +1,74 @@
+"""A small real run folder for the report tests, built once per test session.
+
+A copy of the prevalence card with a two-point epsilon sweep for ``opendp`` and its own
+``[requirements]``; ``plaintext`` and ``opendp`` at one size with two repeats, and
+``plaintext`` again at a second size through ``pets run`` (for the cost-against-size
+chart). Seven cells with fast attacks.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+import pets
+from pets.cli import main
+from pets.records import ResultStore
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+CARD_ID = "multi_site_prevalence"
+SIZE, SECOND_SIZE = 1500, 3000
+
+
+def test_card(folder: Path) -> Path:
+    """Write the test card (and its story) into ``folder``; return the card's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (SCENARIOS / f"{CARD_ID}.toml").read_text()
+    text = re.sub(r"\[\[sweeps\]\].*", "", text, flags=re.S)
+    text = re.sub(r"\[requirements\].*?(?=\n# |\n\[)", "", text, flags=re.S)
+    text += (
+        '\n[requirements]\nrationale = "Test bounds."\nmax_epsilon = 1\n'
+        "max_residual_risk = 0.9\nmax_wan_seconds = 600\n"
+        '\n[[sweeps]]\nbackend = "opendp"\nparam = "epsilon"\nvalues = [0.5, 2.0]\n'
+    )
+    card = folder / f"{CARD_ID}.toml"
+    card.write_text(text)
+    (folder / f"{CARD_ID}.md").write_text((SCENARIOS / f"{CARD_ID}.md").read_text())
+    return card
+
+
+def build_run(base: Path) -> Path:
+    """Return the run folder under ``base``, running it the first time."""
+    out = base / "report-run"
+    if (out / "records.jsonl").exists():
+        return out
+    card = test_card(base / "report-cards")
+    common = {"out": out, "leakage": "fast", "progress": False, "jobs": 2}
+    pets.run([str(card)], ["plaintext", "opendp"], size=SIZE, repeats=2, **common)
+    # the second size through the command line, which also writes both reports, the
+    # command line and a copy of the card into the folder
+    code = main(
+        [
+            "run",
+            str(card),
+            "--backend",
+            "plaintext",
+            "--size",
+            str(SECOND_SIZE),
+            "--out",
+            str(out),
+            "--resume",
+            "--jobs",
+            "2",
+            "--no-progress",
+        ]
+    )
+    assert code == 0, "pets run failed"
+    return out
+
+
+def records(out: Path) -> pd.DataFrame:
+    """The run's records, flattened."""
+    return ResultStore(out).to_frame()
