@@ -83,7 +83,7 @@ class Effort:
 #: Effort per mode; ``off`` runs no attack.
 EFFORT = {
     "fast": Effort(
-        targets=40, attacks=500, shadows=8, audit_trials=150, audit_seconds=20, probe_seconds=5
+        targets=40, attacks=500, shadows=8, audit_trials=150, audit_seconds=25, probe_seconds=5
     ),
     "full": Effort(
         targets=120,
