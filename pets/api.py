@@ -1,4 +1,11 @@
-"""What a backend author imports: the backend contract, capabilities and claims.
+"""What a backend author imports: the one public surface for PET suppliers.
+
+Everything a backend needs is here (version :data:`API_VERSION`): the backend contract
+(:class:`Backend`, :class:`PartyContext`, :class:`PartyRole`), capabilities and claims as
+typed data, the task's output types, the wire format (:func:`pack`, :func:`unpack`), the
+task helpers backends use (local aggregates, design matrices, query answers), the
+table-release base class and the public column coding. Other modules of ``pets`` may
+change without notice; this one changes only with :data:`API_VERSION`.
 
 A backend is a class whose constructor takes keyword-only parameters and only stores
 them; its :attr:`~Backend.capabilities` say, as data, which task kinds it serves, its
@@ -28,8 +35,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pets.runtime.context import PartyContext
+from pets.runtime.context import ChannelError, PartyContext, PartyNetwork
 from pets.tasks import (
+    DERIVED_FEATURES,
     AggregateOutput,
     InferenceOutput,
     LinkageOutput,
@@ -38,29 +46,94 @@ from pets.tasks import (
     QueryOutput,
     ReleaseOutput,
     Task,
+    answer_query,
+    cell_grid,
+    design_matrix,
+    eligible,
+    finish_means,
+    fit_logistic,
+    labels,
+    link_statistics,
+    local_aggregate,
+    public_ranges,
+    sums_from_vector,
 )
+from pets.wire import join_frames, pack, split_frames, unpack
 
 if TYPE_CHECKING:
+    from pets.backends.release import TableRelease
+    from pets.backends.synth.coding import (
+        ColumnCoding,
+        decode_table,
+        encode_table,
+        public_codings,
+    )
     from pets.session import Session
 
+#: Version of this supplier surface. A backend says which version it was written for with
+#: the class attribute ``Backend.api_version``; records carry it.
+API_VERSION = 1
+
 __all__ = [
+    "API_VERSION",
+    "DERIVED_FEATURES",
     "AggregateOutput",
     "Backend",
     "Capabilities",
+    "ChannelError",
     "Claim",
+    "ColumnCoding",
     "InferenceOutput",
     "LinkageOutput",
     "LogisticModel",
     "PartyContext",
     "PartyFailure",
+    "PartyNetwork",
     "PartyRole",
     "PetClass",
     "QueryOutput",
     "ReleaseOutput",
     "SecurityModel",
+    "TableRelease",
     "Task",
     "UnsupportedTask",
+    "answer_query",
+    "cell_grid",
+    "decode_table",
+    "design_matrix",
+    "eligible",
+    "encode_table",
+    "finish_means",
+    "fit_logistic",
+    "join_frames",
+    "labels",
+    "link_statistics",
+    "local_aggregate",
+    "pack",
+    "public_codings",
+    "public_ranges",
+    "split_frames",
+    "sums_from_vector",
+    "unpack",
 ]
+
+#: Names served lazily (their modules import this one).
+_LAZY = {
+    "TableRelease": "pets.backends.release",
+    "ColumnCoding": "pets.backends.synth.coding",
+    "public_codings": "pets.backends.synth.coding",
+    "encode_table": "pets.backends.synth.coding",
+    "decode_table": "pets.backends.synth.coding",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Serve the table-release base class and the column coding on first use."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'pets.api' has no attribute {name!r}")
 
 
 class PetClass(enum.StrEnum):
@@ -261,8 +334,15 @@ class Backend:
 
     Subclasses define a keyword-only ``__init__`` that stores each parameter under
     its own name and does nothing else (no key generation, no I/O), a
-    :attr:`capabilities` property, and :meth:`run`.
+    :attr:`capabilities` property, and :meth:`run_party`.
+
+    Attributes
+    ----------
+    api_version : int
+        The :data:`API_VERSION` the backend was written for (records carry it).
     """
+
+    api_version: int = API_VERSION
 
     @classmethod
     def param_names(cls) -> tuple[str, ...]:

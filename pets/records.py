@@ -83,6 +83,7 @@ class Record:
     environment: dict[str, Any] = field(default_factory=dict)
     started_at: str = ""
     isolation: str = ""
+    api_version: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -279,6 +280,7 @@ def records_frame(records: Iterable[Record]) -> pd.DataFrame:
                 "key",
                 "started_at",
                 "isolation",
+                "api_version",
                 "schema_version",
             )
         }

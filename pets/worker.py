@@ -182,6 +182,7 @@ def execute_cell(spec: CellSpec) -> Record:
     except (TypeError, ValueError) as exc:
         return failed("failed", f"{spec['backend']!r} declared invalid capabilities: {exc}")
     base["pet_class"] = capabilities.pet_class.value
+    base["api_version"] = description.api_version
     if scenario.kind not in capabilities.task_kinds:
         return failed(
             "unsupported",

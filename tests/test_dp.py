@@ -13,10 +13,10 @@ import pytest
 import pets
 from pets.api import UnsupportedTask
 from pets.backends.dp import OpenDP
-from pets.backends.dp._opendp import zcdp_budget, zcdp_epsilon
 from pets.backends.dp.composed import MpycOpenDP
 from pets.backends.dp.diffprivlib_backend import Diffprivlib
 from pets.backends.dp.federated import FedAvgDP
+from pets.backends.dp.opendp_ops import zcdp_budget, zcdp_epsilon
 from pets.backends.federated import FedAvg, FedAvgSecAgg
 from pets.backends.plaintext import LocalOnly
 from pets.report import utility_curves

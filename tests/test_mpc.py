@@ -22,7 +22,7 @@ from pets.api import AggregateOutput, PartyContext, PartyRole
 from pets.backends.dp.composed import MpycOpenDP
 from pets.backends.federated import FedAvg, FedAvgSecAgg
 from pets.backends.mpc import Mpyc
-from pets.backends.mpc._party import MpcParty, _mpyc_options
+from pets.backends.mpc.party import MpcParty, _mpyc_options
 from pets.leakage import evaluate_leakage
 from pets.report import scorecard, scorecard_text
 from pets.runtime.context import PartyNetwork

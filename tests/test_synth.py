@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from pets.api import UnsupportedTask
-from pets.backends.dp._opendp import zcdp_budget, zcdp_epsilon
+from pets.backends.dp.opendp_ops import zcdp_budget, zcdp_epsilon
 from pets.backends.release import Deidentified, Raw
 from pets.backends.sdc import SdcKanon
-from pets.backends.synth._coding import public_codings
+from pets.backends.synth.coding import public_codings
 from pets.backends.synth.copula import SynthCopula
 from pets.backends.synth.mst import SynthDP, mst_synthesise
 from pets.data import generate_cohort

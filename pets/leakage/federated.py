@@ -54,8 +54,7 @@ import pandas as pd
 
 from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate_result
 from pets.session import Session
-from pets.tasks import design_matrix, labels, public_ranges
-from pets.tasks._columns import DERIVED_FEATURES
+from pets.tasks import DERIVED_FEATURES, design_matrix, labels, public_ranges
 from pets.wire import try_unpack
 
 __all__ = ["TOLERANCE", "attack", "read_updates"]

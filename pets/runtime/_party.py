@@ -65,6 +65,7 @@ def _describe_one(request: dict[str, Any], task: Any) -> dict[str, Any]:
         "unknown": [],
         "capabilities": backend.capabilities.to_dict(),
         "program": cls.runs_parties(),
+        "api_version": getattr(cls, "api_version", None),
     }
     if task is not None:
         answer["helpers"] = [[p.name, p.role] for p in backend.helpers(task)]

@@ -76,6 +76,7 @@ class BackendDescription:
     capabilities: Mapping[str, Any]
     runs_parties: bool
     helpers: tuple[PartyRole, ...]
+    api_version: int | None = None
 
 
 class _PartyProcess:
@@ -240,7 +241,12 @@ def _description(answer: Mapping[str, Any]) -> BackendDescription | PartyProgram
         capabilities=dict(answer.get("capabilities") or {}),
         runs_parties=bool(answer.get("program", False)),
         helpers=tuple(PartyRole(str(n), str(r)) for n, r in answer.get("helpers", [])),
+        api_version=_version(answer.get("api_version")),
     )
+
+
+def _version(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def describe_backend(

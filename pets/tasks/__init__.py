@@ -20,6 +20,7 @@ from pets.tasks._columns import DERIVED_FEATURES, design_matrix, public_ranges
 from pets.tasks.aggregate import (
     AGGREGATE,
     AggregateOutput,
+    cell_grid,
     finish_means,
     local_aggregate,
     sums_from_vector,
@@ -48,6 +49,7 @@ __all__ = [
     "Task",
     "TaskKind",
     "answer_query",
+    "cell_grid",
     "design_matrix",
     "eligible",
     "finish_means",

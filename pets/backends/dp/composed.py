@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from pets.api import AggregateOutput, Capabilities, Claim, PartyContext, PetClass, SecurityModel
-from pets.backends.dp._opendp import (
+from pets.backends.dp.opendp_ops import (
     clamp_means,
     clamped,
     gaussian_noise,
@@ -27,10 +27,9 @@ from pets.backends.dp._opendp import (
     zcdp_budget,
 )
 from pets.backends.mpc import Mpyc
-from pets.backends.mpc._party import MpcParty
 from pets.backends.mpc.mpyc_backend import aggregate_length, to_fixed
-from pets.tasks import finish_means, local_aggregate, sums_from_vector
-from pets.tasks.aggregate import cell_grid
+from pets.backends.mpc.party import MpcParty
+from pets.tasks import cell_grid, finish_means, local_aggregate, sums_from_vector
 
 __all__ = ["MpycOpenDP"]
 

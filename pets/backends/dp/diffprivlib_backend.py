@@ -37,7 +37,7 @@ from pets.api import (
     Task,
     UnsupportedTask,
 )
-from pets.backends.dp._opendp import laplace_release, statistic
+from pets.backends.dp.opendp_ops import laplace_release, statistic
 from pets.tasks import DERIVED_FEATURES, design_matrix, labels, public_ranges
 from pets.wire import pack, unpack
 

@@ -32,7 +32,7 @@ from pets.api import (
     PetClass,
     UnsupportedTask,
 )
-from pets.backends.dp._opendp import gaussian_noise, zcdp_budget
+from pets.backends.dp.opendp_ops import gaussian_noise, zcdp_budget
 from pets.tasks import design_matrix, labels
 from pets.wire import pack, unpack
 

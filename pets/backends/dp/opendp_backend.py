@@ -42,7 +42,7 @@ from pets.api import (
     Task,
     UnsupportedTask,
 )
-from pets.backends.dp._opendp import (
+from pets.backends.dp.opendp_ops import (
     clamp_means,
     clamped,
     compositor,

@@ -9,8 +9,7 @@ import numpy as np
 from pets.api import AggregateOutput, Backend, LogisticModel, PartyContext, UnsupportedTask
 from pets.backends.federated import federated_averaging
 from pets.backends.he._protocol import make_keys, secure_sum
-from pets.tasks import finish_means, local_aggregate, sums_from_vector
-from pets.tasks.aggregate import cell_grid
+from pets.tasks import cell_grid, finish_means, local_aggregate, sums_from_vector
 from pets.wire import pack, unpack
 
 __all__ = ["HomomorphicBackend"]

@@ -43,15 +43,15 @@ from pets.api import (
     UnsupportedTask,
 )
 from pets.backends.federated import federated_averaging
-from pets.backends.mpc._party import MpcParty
+from pets.backends.mpc.party import MpcParty
 from pets.tasks import (
+    cell_grid,
     design_matrix,
     eligible,
     finish_means,
     local_aggregate,
     sums_from_vector,
 )
-from pets.tasks.aggregate import cell_grid
 
 __all__ = ["Mpyc", "aggregate_length", "from_fixed", "to_fixed"]
 

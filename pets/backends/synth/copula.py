@@ -1,7 +1,7 @@
 """``synth-copula``: synthetic data from a Gaussian copula (the ``copulas`` library).
 
 The custodian fits a Gaussian copula to its rows and samples as many synthetic rows as
-it holds. Columns are prepared from public codings (:mod:`pets.backends.synth._coding`):
+it holds. Columns are prepared from public codings (:mod:`pets.backends.synth.coding`):
 
 - continuous columns (public bounds, many values) are clamped to their bounds and given
   a parametric marginal (``distribution``);
@@ -27,7 +27,7 @@ import pandas as pd
 
 from pets.api import Capabilities, Claim, PetClass, Task
 from pets.backends.release import TableRelease
-from pets.backends.synth._coding import ColumnCoding, public_codings
+from pets.backends.synth.coding import ColumnCoding, public_codings
 from pets.tasks import public_ranges
 
 __all__ = ["DISTRIBUTIONS", "SynthCopula"]

@@ -5,7 +5,7 @@ which pairs of columns to measure by a private maximum spanning tree, fits a gra
 model to the noisy measurements and samples rows from it. Here:
 
 1. Every column is coded from public facts only (declared categories, public bounds;
-   :mod:`pets.backends.synth._coding`).
+   :mod:`pets.backends.synth.coding`).
 2. One third of the budget measures all 1-way marginals together (L2 sensitivity
    ``sqrt(d)`` for ``d`` columns: a patient sits in one cell of each).
 3. Codes whose noisy count is below three noise standard deviations are merged into one
@@ -38,7 +38,7 @@ import pandas as pd
 
 from pets.api import Capabilities, Claim, PetClass, Task
 from pets.backends.release import TableRelease
-from pets.backends.synth._coding import ColumnCoding, decode_table, encode_table, public_codings
+from pets.backends.synth.coding import ColumnCoding, decode_table, encode_table, public_codings
 
 __all__ = ["SynthDP", "mst_synthesise"]
 
@@ -111,7 +111,7 @@ def mst_synthesise(
         rows, and ``rho``, the total OpenDP's compositor accounts for). The facts hold
         no data values.
     """
-    from pets.backends.dp._opendp import (
+    from pets.backends.dp.opendp_ops import (
         gaussian_release,
         noisy_max_release,
         statistic,
@@ -321,7 +321,7 @@ class SynthDP(TableRelease):
 
     def publish(self, frame: pd.DataFrame, columns: list[str], task: Task) -> pd.DataFrame:
         """Return a synthetic table of ``columns`` under the claimed guarantee."""
-        from pets.backends.dp._opendp import zcdp_budget
+        from pets.backends.dp.opendp_ops import zcdp_budget
 
         del task
         codings = public_codings(frame, columns, bins=self.bins)
