@@ -168,8 +168,6 @@ def execute_cell(spec: CellSpec) -> Record:
     try:
         description = describe_backend(launcher, target, params, problem.task)
     except PartyProgramError as exc:
-        if exc.status == "failed" and "ModuleNotFoundError" in str(exc):
-            return failed("failed", str(exc))
         return failed(exc.status, f"{spec['backend']!r} could not be built: {exc}")
     if description.unknown:
         return failed(
