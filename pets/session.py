@@ -28,6 +28,7 @@ __all__ = [
     "Message",
     "PartyAccessError",
     "PartyView",
+    "PhaseClock",
     "Session",
     "SessionError",
 ]
@@ -56,6 +57,46 @@ class PartyAccessError(SessionError):
 
 class ChannelError(SessionError):
     """A message could not be sent or received."""
+
+
+class PhaseClock:
+    """Wall and CPU time per named phase, in this process; an inner phase pauses the
+    outer one. The session and each party's context keep one."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, dict[str, float]] = {}
+        self._stack: list[list[Any]] = []
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time the ``with`` block as phase ``name`` (one of :data:`PHASES`)."""
+        if name not in PHASES:
+            raise ValueError(f"unknown phase {name!r}; allowed: {', '.join(PHASES)}")
+        now_w, now_c = time.perf_counter(), time.process_time()
+        if self._stack:
+            self._bank(self._stack[-1], now_w, now_c)
+        entry = [name, now_w, now_c]
+        self._stack.append(entry)
+        totals = self.totals.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "count": 0})
+        totals["count"] += 1
+        try:
+            yield
+        finally:
+            end_w, end_c = time.perf_counter(), time.process_time()
+            self._bank(entry, end_w, end_c)
+            self._stack.pop()
+            if self._stack:
+                self._stack[-1][1:] = [end_w, end_c]
+
+    def _bank(self, entry: list[Any], now_w: float, now_c: float) -> None:
+        totals = self.totals[entry[0]]
+        totals["wall_s"] += now_w - entry[1]
+        totals["cpu_s"] += now_c - entry[2]
+        entry[1:] = [now_w, now_c]
+
+    def times(self) -> dict[str, dict[str, float]]:
+        """Phase name to ``wall_s``, ``cpu_s`` and ``count``."""
+        return {k: dict(v) for k, v in self.totals.items()}
 
 
 @dataclass(frozen=True)
@@ -170,8 +211,7 @@ class Session:
         self._messages: list[Message] = []
         self._depth = dict.fromkeys(self._roles, 0)
         self._reveals: list[tuple[str, str, Any]] = []
-        self._phase_totals: dict[str, dict[str, float]] = {}
-        self._phase_stack: list[list[Any]] = []
+        self._clock = PhaseClock()
         self._t0 = time.perf_counter()
         self._external: list[tuple[str, str, int, int, int]] = []
         self._external_payloads: list[tuple[str, bytes]] = []
@@ -383,42 +423,19 @@ class Session:
         )
 
     # -- phases ------------------------------------------------------------------------
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str) -> Any:
         """Time a named phase (wall and CPU); an inner phase pauses the outer one."""
-        if name not in PHASES:
-            raise ValueError(f"unknown phase {name!r}; allowed: {', '.join(PHASES)}")
-        now_w, now_c = time.perf_counter(), time.process_time()
-        if self._phase_stack:
-            self._bank(self._phase_stack[-1], now_w, now_c)
-        entry = [name, now_w, now_c]
-        self._phase_stack.append(entry)
-        totals = self._phase_totals.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "count": 0})
-        totals["count"] += 1
-        try:
-            yield
-        finally:
-            end_w, end_c = time.perf_counter(), time.process_time()
-            self._bank(entry, end_w, end_c)
-            self._phase_stack.pop()
-            if self._phase_stack:
-                self._phase_stack[-1][1:] = [end_w, end_c]
-
-    def _bank(self, entry: list[Any], now_w: float, now_c: float) -> None:
-        totals = self._phase_totals[entry[0]]
-        totals["wall_s"] += now_w - entry[1]
-        totals["cpu_s"] += now_c - entry[2]
-        entry[1:] = [now_w, now_c]
+        return self._clock.phase(name)
 
     def add_phase_times(self, phases: Mapping[str, Mapping[str, float]]) -> None:
         """Merge one party process's phase totals: CPU and counts add up, wall time is
         the longest any party spent in the phase (parties run side by side)."""
         for name, totals in phases.items():
-            mine = self._phase_totals.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "count": 0})
+            mine = self._clock.totals.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "count": 0})
             mine["wall_s"] = max(mine["wall_s"], float(totals.get("wall_s", 0.0)))
             mine["cpu_s"] += float(totals.get("cpu_s", 0.0))
             mine["count"] += int(totals.get("count", 0))
 
     def phase_times(self) -> dict[str, dict[str, float]]:
         """Phase name to ``wall_s``, ``cpu_s`` and ``count``."""
-        return {k: dict(v) for k, v in self._phase_totals.items()}
+        return self._clock.times()

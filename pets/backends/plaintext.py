@@ -30,6 +30,8 @@ from pets.api import (
 )
 from pets.tasks import (
     answer_query,
+    answers_from_wire,
+    answers_to_wire,
     design_matrix,
     eligible,
     finish_means,
@@ -155,13 +157,13 @@ class Plaintext(Backend):
             workload = unpack(context.receive(task.recipient, tag="workload"))
             with context.phase("compute"):
                 answers = [answer_query(context.data, q) for q in workload]
-            context.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
+            context.send(task.recipient, pack(answers_to_wire(answers)), tag="answers")
             return None
         if context.name != task.recipient:
             return None
         context.send(custodian, pack(list(task.params["queries"])), tag="workload")
         received = unpack(context.receive(custodian, tag="answers"))
-        out = QueryOutput(tuple(_from_json(a) for a in received))
+        out = QueryOutput(answers_from_wire(received))
         context.reveal("answers", out)
         return out
 
@@ -239,13 +241,3 @@ class LocalOnly(Backend):
         )
         context.reveal("model", out)
         return out
-
-
-def _jsonable(answer: float | np.ndarray) -> Any:
-    return answer.tolist() if isinstance(answer, np.ndarray) else answer
-
-
-def _from_json(answer: Any) -> Any:
-    if answer is None:
-        return None
-    return np.asarray(answer, dtype=float) if isinstance(answer, list) else float(answer)

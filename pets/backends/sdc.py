@@ -39,7 +39,13 @@ from pets.api import (
 )
 from pets.backends.release import TableRelease
 from pets.data.cohort import IDENTIFIERS
-from pets.tasks import answer_query, finish_means, local_aggregate
+from pets.tasks import (
+    answer_query,
+    answers_from_wire,
+    answers_to_wire,
+    finish_means,
+    local_aggregate,
+)
 from pets.wire import pack, unpack
 
 __all__ = ["SdcKanon", "SdcRound", "SdcSuppress", "suppress_cells"]
@@ -142,13 +148,13 @@ def _answer_queries(
             for query in workload:
                 rows = data.query(query["filter"]) if query.get("filter") else data
                 answers.append(check(query, answer_query(data, query), len(rows)))
-        context.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
+        context.send(task.recipient, pack(answers_to_wire(answers)), tag="answers")
         return None
     if context.name != task.recipient:
         return None
     context.send(custodian, pack(list(task.params["queries"])), tag="workload")
     received = unpack(context.receive(custodian, tag="answers"))
-    out = QueryOutput(tuple(_from_json(a) for a in received))
+    out = QueryOutput(answers_from_wire(received))
     context.reveal("answers", out)
     return out
 
@@ -370,19 +376,3 @@ class SdcKanon(TableRelease):
             raise UnsupportedTask(f"sdc-kanon serves release, not {task.kind}")
         released, _ = self.generalise(frame, [c for c in columns if c not in IDENTIFIERS])
         return released
-
-
-def _jsonable(answer: Any) -> Any:
-    if answer is None:
-        return None
-    if isinstance(answer, np.ndarray):
-        return [None if np.isnan(v) else float(v) for v in answer]
-    return float(answer)
-
-
-def _from_json(answer: Any) -> Any:
-    if answer is None:
-        return None
-    if isinstance(answer, list):
-        return np.array([np.nan if v is None else v for v in answer], dtype=float)
-    return float(answer)

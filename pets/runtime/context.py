@@ -11,16 +11,13 @@ this process.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pets.runtime import _link
 from pets.runtime.codec import encode_value
-from pets.session import PHASES, ChannelError
+from pets.session import PHASES, ChannelError, PhaseClock
 from pets.tasks import PartyRole, Task
 
 __all__ = ["PHASES", "ChannelError", "PartyContext", "PartyNetwork"]
@@ -87,8 +84,7 @@ class PartyContext:
         self._data = data
         self.network = network
         self.scratch = scratch
-        self._phases: dict[str, dict[str, float]] = {}
-        self._phase_stack: list[list[Any]] = []
+        self._clock = PhaseClock()
 
     @property
     def data(self) -> Any:
@@ -134,34 +130,11 @@ class PartyContext:
         an array or JSON-ready data)."""
         _link.write(self._conn, {"op": "reveal", "label": str(label)}, encode_value(value))
 
-    @contextmanager
-    def phase(self, name: str) -> Iterator[None]:
+    def phase(self, name: str) -> Any:
         """Time a named phase in this party (wall and CPU); an inner phase pauses the
         outer one."""
-        if name not in PHASES:
-            raise ValueError(f"unknown phase {name!r}; allowed: {', '.join(PHASES)}")
-        now_w, now_c = time.perf_counter(), time.process_time()
-        if self._phase_stack:
-            self._bank(self._phase_stack[-1], now_w, now_c)
-        entry = [name, now_w, now_c]
-        self._phase_stack.append(entry)
-        totals = self._phases.setdefault(name, {"wall_s": 0.0, "cpu_s": 0.0, "count": 0})
-        totals["count"] += 1
-        try:
-            yield
-        finally:
-            end_w, end_c = time.perf_counter(), time.process_time()
-            self._bank(entry, end_w, end_c)
-            self._phase_stack.pop()
-            if self._phase_stack:
-                self._phase_stack[-1][1:] = [end_w, end_c]
-
-    def _bank(self, entry: list[Any], now_w: float, now_c: float) -> None:
-        totals = self._phases[entry[0]]
-        totals["wall_s"] += now_w - entry[1]
-        totals["cpu_s"] += now_c - entry[2]
-        entry[1:] = [now_w, now_c]
+        return self._clock.phase(name)
 
     def phase_times(self) -> dict[str, dict[str, float]]:
         """Phase name to ``wall_s``, ``cpu_s`` and ``count``, in this party."""
-        return {k: dict(v) for k, v in self._phases.items()}
+        return self._clock.times()

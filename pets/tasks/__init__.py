@@ -27,7 +27,13 @@ from pets.tasks.aggregate import (
 )
 from pets.tasks.inference import INFERENCE, InferenceOutput
 from pets.tasks.linkage import LINKAGE, LinkageOutput, eligible, link_statistics
-from pets.tasks.query import QUERY, QueryOutput, answer_query
+from pets.tasks.query import (
+    QUERY,
+    QueryOutput,
+    answer_query,
+    answers_from_wire,
+    answers_to_wire,
+)
 from pets.tasks.release import RELEASE, ReleaseOutput
 from pets.tasks.train import TRAIN, LogisticModel, fit_logistic, labels
 
@@ -49,6 +55,8 @@ __all__ = [
     "Task",
     "TaskKind",
     "answer_query",
+    "answers_from_wire",
+    "answers_to_wire",
     "cell_grid",
     "design_matrix",
     "eligible",

@@ -34,6 +34,8 @@ __all__ = [
     "Answer",
     "QueryOutput",
     "answer_query",
+    "answers_from_wire",
+    "answers_to_wire",
     "histogram_labels",
     "parse_workload",
     "relative_error",
@@ -67,6 +69,39 @@ def histogram_labels(query: Mapping[str, Any]) -> tuple[str, ...]:
     if "categories" in query:
         return tuple(query["categories"])
     return tuple(f"bin{i}" for i in range(query["bins"]))
+
+
+def answers_to_wire(answers: Sequence[Answer]) -> list[Any]:
+    """Query answers as JSON-ready values for a message: a number, a list for a
+    histogram (a withheld bin as null), or null for a refused query."""
+    out: list[Any] = []
+    for answer in answers:
+        if answer is None:
+            out.append(None)
+        elif isinstance(answer, np.ndarray | list | tuple):
+            array = np.asarray(answer)
+            if array.dtype.kind in "iub":
+                out.append(array.tolist())
+            else:
+                out.append([None if np.isnan(v) else float(v) for v in array.astype(float)])
+        elif isinstance(answer, np.generic):
+            out.append(answer.item())
+        else:
+            out.append(answer)
+    return out
+
+
+def answers_from_wire(values: Sequence[Any]) -> tuple[Answer, ...]:
+    """Reverse :func:`answers_to_wire`."""
+    out: list[Answer] = []
+    for value in values:
+        if value is None:
+            out.append(None)
+        elif isinstance(value, list):
+            out.append(np.array([np.nan if v is None else v for v in value], dtype=float))
+        else:
+            out.append(float(value))
+    return tuple(out)
 
 
 def answer_query(frame: pd.DataFrame, query: Mapping[str, Any]) -> float | np.ndarray:

@@ -51,7 +51,13 @@ from pets.backends.dp.opendp_ops import (
     public_bounds,
     statistic,
 )
-from pets.tasks import finish_means, local_aggregate, sums_from_vector
+from pets.tasks import (
+    answers_from_wire,
+    answers_to_wire,
+    finish_means,
+    local_aggregate,
+    sums_from_vector,
+)
 from pets.wire import pack, unpack
 
 __all__ = ["OpenDP", "aggregate_measurements", "query_measurement"]
@@ -223,13 +229,13 @@ class OpenDP(Backend):
             workload = unpack(context.receive(task.recipient, tag="workload"))
             with context.phase("compute"):
                 answers = self._answer(context.data, workload, len(task.params["queries"]))
-            context.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
+            context.send(task.recipient, pack(answers_to_wire(answers)), tag="answers")
             return None
         if context.name != task.recipient:
             return None
         context.send(custodian, pack(list(task.params["queries"])), tag="workload")
         received = unpack(context.receive(custodian, tag="answers"))
-        out = QueryOutput(tuple(_from_json(a) for a in received))
+        out = QueryOutput(answers_from_wire(received))
         context.reveal("answers", out)
         return out
 
@@ -253,15 +259,3 @@ class OpenDP(Backend):
                 continue
             answers.append(value if query["kind"] == "histogram" else value[0])
         return answers
-
-
-def _jsonable(answer: Any) -> Any:
-    if answer is None:
-        return None
-    return [float(v) for v in answer] if isinstance(answer, list | np.ndarray) else float(answer)
-
-
-def _from_json(answer: Any) -> Any:
-    if answer is None:
-        return None
-    return np.asarray(answer, dtype=float) if isinstance(answer, list) else float(answer)
