@@ -39,7 +39,7 @@ from pets.api import (
 )
 from pets.backends.release import TableRelease
 from pets.data.cohort import IDENTIFIERS
-from pets.tasks import answer_query, finish_means, local_aggregate
+from pets.tasks import answer_query, finish_means, local_aggregate, select_rows
 from pets.wire import pack, unpack
 
 __all__ = ["SdcKanon", "SdcRound", "SdcSuppress", "suppress_cells"]
@@ -140,7 +140,7 @@ def _answer_queries(
         data = context.data
         with context.phase("compute"):
             for query in workload:
-                rows = data.query(query["filter"]) if query.get("filter") else data
+                rows = select_rows(data, query.get("filter", ""))
                 answers.append(check(query, answer_query(data, query), len(rows)))
         context.send(task.recipient, pack([_jsonable(a) for a in answers]), tag="answers")
         return None

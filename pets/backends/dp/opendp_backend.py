@@ -51,7 +51,7 @@ from pets.backends.dp.opendp_ops import (
     public_bounds,
     statistic,
 )
-from pets.tasks import finish_means, local_aggregate, sums_from_vector
+from pets.tasks import finish_means, local_aggregate, select_rows, sums_from_vector
 from pets.wire import pack, unpack
 
 __all__ = ["OpenDP", "aggregate_measurements", "query_measurement"]
@@ -89,7 +89,7 @@ def query_measurement(query: Mapping[str, Any], epsilon: float) -> Any:
     dp = opendp()
 
     def rows(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.query(query["filter"]) if query.get("filter") else frame
+        return select_rows(frame, query.get("filter", ""))
 
     kind = query["kind"]
     if kind == "count":
