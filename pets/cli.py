@@ -6,11 +6,13 @@ import argparse
 import json
 import sys
 import tomllib
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TextIO
 
 from pets.network import NetworkProfile, parse_profile
+from pets.options import OptionError
 
 __all__ = ["main"]
 
@@ -28,7 +30,7 @@ def _params(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"pets: --param takes KEY=VALUE, got {pair!r}")
+            raise OptionError("params", f"takes KEY=VALUE, got {pair!r}")
         out[key.strip()] = _value(value.strip())
     return out
 
@@ -147,7 +149,14 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
             progress=not args.no_progress,
             network=args.network,
         )
-    except (CardError, UnknownBackend, KeyError, FileExistsError, FileNotFoundError) as exc:
+    except (
+        CardError,
+        OptionError,
+        UnknownBackend,
+        KeyError,
+        FileExistsError,
+        FileNotFoundError,
+    ) as exc:
         print(f"pets: {exc}", file=sys.stderr)
         return 2
     out = Path(frame.attrs["out"])
@@ -170,8 +179,15 @@ def _network_profile(text: str) -> NetworkProfile:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pets", description="Compare privacy-enhancing technologies on health scenarios."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -244,11 +260,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Show a plan's warnings as one line each; others as Python shows them."""
+    from pets.options import PlanWarning
+
+    if issubclass(category, PlanWarning):
+        print(f"pets: warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``pets`` command."""
+    """Run the ``pets`` command.
+
+    Returns the exit code: 0 on success, 1 if a cell failed, 2 for bad input (one line
+    on standard error), 130 when interrupted (Ctrl-C or SIGTERM during cells; records
+    already written are kept).
+    """
     args = _parser().parse_args(argv)
     args.argv = None if argv is None else list(argv)
-    return int(args.func(args))
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return int(args.func(args))
+        except KeyboardInterrupt:
+            where = f" in {args.out}" if getattr(args, "out", None) else ""
+            resume = " (pets run --resume continues)" if getattr(args, "out", None) else ""
+            print(
+                f"pets: interrupted; records already written are kept{where}{resume}",
+                file=sys.stderr,
+            )
+            return 130
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from pets import options as checks
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
 from pets.processes import die_with_parent, refuse_inspection
 from pets.records import Record, ResultStore, cell_key
@@ -119,6 +121,9 @@ class RunOptions:
     progress: bool = True
     network: NetworkProfiles = DEFAULT_PROFILES
 
+    def __post_init__(self) -> None:
+        checks.check_cell_limits(self.timeout_s, self.memory_mb, self.jobs, self.leakage)
+
 
 def plan_cells(
     scenarios: Sequence[Scenario],
@@ -141,6 +146,7 @@ def plan_cells(
     """
     overrides = dict(params or {})
     names = _param_names(registry, backends) if overrides else {}
+    checks.check_param_keys(overrides, names)
     cells = []
     for scenario in scenarios:
         n = (
@@ -159,7 +165,15 @@ def plan_cells(
                 cell_params = {**base, **dict(combo)}
                 for seed, repeat in itertools.product(range(seeds), range(repeats)):
                     cells.append(Cell(scenario, backend, target, cell_params, n, seed, repeat))
-    return cells
+    unique = list({c.key: c for c in reversed(cells)}.values())[::-1]
+    if len(unique) < len(cells):
+        warnings.warn(
+            f"{len(cells) - len(unique)} cells of the plan repeat others (overlapping "
+            "sweeps or a card given twice); each runs once",
+            checks.PlanWarning,
+            stacklevel=2,
+        )
+    return unique
 
 
 def _param_names(registry: Registry, backends: Sequence[str]) -> dict[str, set[str] | None]:
@@ -544,13 +558,25 @@ def run(
         One row per record (see :func:`pets.records.records_frame`); the run folder is
         in ``DataFrame.attrs["out"]``.
     """
+    checks.check_run_options(
+        size=size,
+        seeds=seeds,
+        repeats=repeats,
+        timeout=timeout,
+        memory_mb=memory_mb,
+        jobs=jobs,
+        leakage=leakage,
+    )
     registry = Registry.from_entry_points() if registry is None else registry
     directory = Path(scenario_dir) if scenario_dir is not None else None
     ids = list(scenarios) if scenarios is not None else list(find_scenarios(directory))
-    cards = [load_scenario(s, directory) for s in ids]
-    names = list(backends) if backends is not None else registry.names()
+    cards = [load_scenario(s, directory) for s in checks.unique_names("scenario", ids)]
+    names = checks.unique_names("backend", backends) if backends is not None else registry.names()
     for name in names:
         registry.target(name)  # unknown names fail before anything runs
+    known = set(registry.names()) | set(Registry.from_entry_points().names())
+    for card in cards:
+        checks.check_card_backends(card, sorted(known))
     cells = plan_cells(
         cards,
         names,
@@ -561,10 +587,8 @@ def run(
         seeds=seeds,
         repeats=repeats,
     )
-    out_dir = (
-        Path(out)
-        if out is not None
-        else Path("results") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = checks.check_out(
+        out if out is not None else Path("results") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     )
     store = ResultStore(out_dir)
     options = RunOptions(

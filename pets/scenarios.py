@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pets.expressions import select_rows
 from pets.network import NetworkProfile
 from pets.registry import unknown_name_message
 from pets.tasks import TASK_KINDS, CardError, CardTable, PartyRole, Problem, ScenarioData
@@ -229,12 +230,12 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
         if str(ref) not in cards:
             raise KeyError(unknown_name_message("scenario", str(ref), cards))
         path = cards[str(ref)]
-    raw_bytes = path.read_bytes()
     source = str(path)
+    raw_bytes = _read_card(path)
     try:
-        raw = tomllib.loads(raw_bytes.decode())
+        raw = tomllib.loads(_card_text(raw_bytes, source))
     except tomllib.TOMLDecodeError as exc:
-        raise CardError(source, "(syntax)", f"not valid TOML: {exc}") from exc
+        raise CardError(source, "(syntax)", f"not valid TOML: {exc}") from None
     card = CardTable(raw, source, "")
     schema = card.get("schema", int, CARD_SCHEMA)
     if schema != CARD_SCHEMA:
@@ -246,8 +247,7 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
         raise card.error("id", f"{scenario_id!r} must match the file name {path.stem!r}")
     kind = card.get("kind", str, allowed=tuple(TASK_KINDS))
     parties = _parse_parties(card, source)
-    data = _parse_data(card.table("data"), [p.name for p in parties])
-    columns = _source_columns(data.source)
+    data, columns = _parse_data(card.table("data"), [p.name for p in parties])
     task_params = TASK_KINDS[kind].parse_params(card.get("task", dict), source, parties, columns)
     attackers = tuple(card.get("attackers", list, list(ATTACKER_MODELS), allowed=ATTACKER_MODELS))
     backend_table = card.table("backends", {})
@@ -286,6 +286,31 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
     )
     card.check_unknown()
     return scenario
+
+
+def _read_card(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CardError(str(path), "(file)", "no such card file") from None
+    except OSError as exc:
+        raise CardError(str(path), "(file)", f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _card_text(raw_bytes: bytes, source: str) -> str:
+    """Decode a card as UTF-8 text, refusing UTF-16 and binary files by name."""
+    if raw_bytes.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in raw_bytes[:64]:
+        raise CardError(
+            source, "(encoding)", "is UTF-16 or binary; a card must be UTF-8 text (TOML)"
+        )
+    try:
+        return raw_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CardError(
+            source,
+            "(encoding)",
+            f"is not UTF-8 text (byte {exc.start} cannot be read); a card must be UTF-8 TOML",
+        ) from None
 
 
 def _parse_network(table: CardTable) -> dict[str, NetworkProfile]:
@@ -337,12 +362,14 @@ def _parse_parties(card: CardTable, source: str) -> tuple[PartyRole, ...]:
     return tuple(parties)
 
 
-def _parse_data(table: CardTable, party_names: Sequence[str]) -> DataSpec:
+def _parse_data(table: CardTable, party_names: Sequence[str]) -> tuple[DataSpec, tuple[str, ...]]:
+    """Return the ``[data]`` table checked, and the columns of its source."""
     source = table.get("source", str, "cohort", allowed=DATA_SOURCES)
+    columns = _source_columns(source)
     size = table.get("size", int)
     quick = table.get("quick_size", int, min(size, 5_000))
     holdout = table.get("holdout", float, 0.0)
-    population = table.get("filter", str, "")
+    population = table.get_filter("filter", columns)
     for key, value in (("size", size), ("quick_size", quick)):
         if value < 100:
             raise table.error(key, f"must be at least 100 patients, got {value}")
@@ -351,8 +378,14 @@ def _parse_data(table: CardTable, party_names: Sequence[str]) -> DataSpec:
     split = table.table("split")
     method = split.get("method", str, allowed=SPLIT_METHODS)
     spec: dict[str, Any] = {"method": method}
+    if method in ("catchment", "overlap") and "gp_practice" not in columns:
+        raise split.error(
+            "method",
+            f"{method!r} splits by GP practice, which {source!r} data lacks; allowed: "
+            "column, whole",
+        )
     if method == "column":
-        spec["column"] = split.get("column", str)
+        spec["column"] = split.get("column", str, allowed=columns)
         assign = split.table("assign")
         spec["assign"] = {}
         for party in assign.raw:
@@ -375,7 +408,7 @@ def _parse_data(table: CardTable, party_names: Sequence[str]) -> DataSpec:
             sub = per_party.table(party)
             entry = {
                 "practice_fraction": sub.get("practice_fraction", float, 1.0),
-                "query": sub.get("query", str, ""),
+                "query": sub.get_filter("query", columns),
                 "extra_fraction": sub.get("extra_fraction", float, 0.0),
             }
             sub.check_unknown()
@@ -385,7 +418,8 @@ def _parse_data(table: CardTable, party_names: Sequence[str]) -> DataSpec:
         spec["party"] = party
     split.check_unknown()
     table.check_unknown()
-    return DataSpec(source, size, quick, holdout, MappingProxyType(spec), population)
+    spec_out = DataSpec(source, size, quick, holdout, MappingProxyType(spec), population)
+    return spec_out, columns
 
 
 def _check_party(table: CardTable, party: str, party_names: Sequence[str]) -> None:
@@ -438,13 +472,29 @@ def build_problem(scenario: Scenario, size: int, seed: int) -> Problem:
     rng = np.random.default_rng([seed, 0x5EED])
     frame = _load_source(scenario.data, size, seed)
     if scenario.data.filter:
-        frame = frame.query(scenario.data.filter).reset_index(drop=True)
+        generated = len(frame)
+        frame = select_rows(frame, scenario.data.filter).reset_index(drop=True)
+        if not len(frame):
+            raise CardError(
+                str(scenario.path),
+                "data.filter",
+                f"{scenario.data.filter!r} leaves 0 of {generated} patients; "
+                "loosen it or raise the size",
+            )
     holdout = None
     if scenario.data.holdout > 0:
         from pets.data import split_holdout
 
         frame, holdout = split_holdout(frame, scenario.data.holdout, rng)
     partitions = _split(frame, scenario.data.split, rng)
+    empty = sorted(name for name, rows in partitions.items() if not len(rows))
+    if empty:
+        raise CardError(
+            str(scenario.path),
+            "data.split",
+            f"leaves no patients to {', '.join(empty)} at size {size}; "
+            "change the split or raise the size",
+        )
     kind = TASK_KINDS[scenario.kind]
     problem = kind.build(
         scenario.task_params, scenario.parties, ScenarioData(partitions, holdout, rng)

@@ -7,8 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from pets.cli import main
 
 
@@ -63,8 +61,8 @@ def test_run_bad_input_is_one_clear_message(capsys, monkeypatch, scenario_dir, t
         main(["run", "multi_site_prevalence", "--backend", "plaintxt", "--out", str(tmp_path)]) == 2
     )
     assert "did you mean 'plaintext'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["run", "--param", "novalue"])
+    assert main(["run", "--param", "novalue", "--out", str(tmp_path)]) == 2
+    assert "--param (params): takes KEY=VALUE, got 'novalue'" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():

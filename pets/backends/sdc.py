@@ -45,6 +45,7 @@ from pets.tasks import (
     answers_to_wire,
     finish_means,
     local_aggregate,
+    select_rows,
 )
 from pets.wire import pack, unpack
 
@@ -146,7 +147,7 @@ def _answer_queries(
         data = context.data
         with context.phase("compute"):
             for query in workload:
-                rows = data.query(query["filter"]) if query.get("filter") else data
+                rows = select_rows(data, query.get("filter", ""))
                 answers.append(check(query, answer_query(data, query), len(rows)))
         context.send(task.recipient, pack(answers_to_wire(answers)), tag="answers")
         return None

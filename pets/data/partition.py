@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pets.expressions import select_rows
+
 __all__ = ["split_by_column", "split_catchment", "split_holdout", "split_overlap"]
 
 
@@ -94,7 +96,7 @@ def split_overlap(
 
     Each party's entry may hold ``practice_fraction`` (the share of practices it covers:
     a prefix of one random practice order, so coverages nest and overlap), ``query``
-    (a pandas query applied afterwards, such as ``"cancer == 1"``) and
+    (a filter of :mod:`pets.expressions` applied afterwards, such as ``"cancer == 1"``) and
     ``extra_fraction`` (rows added from practices it does not cover, as a size fraction:
     patients known to it from elsewhere).
     """
@@ -111,14 +113,14 @@ def split_overlap(
         rows = cohort[covered]
         query = entry.get("query")
         if query:
-            rows = rows.query(query)
+            rows = select_rows(rows, query)
         extra = float(entry.get("extra_fraction", 0.0))
         if extra < 0:
             raise ValueError(f"{party}.extra_fraction must be >= 0, got {extra}")
         if extra > 0:
             outside = cohort[~covered]
             if query:
-                outside = outside.query(query)
+                outside = select_rows(outside, query)
             k = min(len(outside), round(extra * len(rows)))
             take = rng.choice(len(outside), size=k, replace=False)
             rows = pd.concat([rows, outside.iloc[np.sort(take)]])

@@ -50,7 +50,7 @@ import pandas as pd
 
 from pets.leakage._base import AttackContext, AttackResult
 from pets.leakage.rates import clopper_pearson
-from pets.tasks import answer_query, freeze, local_aggregate, public_ranges
+from pets.tasks import answer_query, freeze, local_aggregate, public_ranges, select_rows
 
 __all__ = ["ALPHA", "DIRECTIONS", "Audit", "attack", "audit_scores", "epsilon_cap"]
 
@@ -477,7 +477,8 @@ def _query_setup(context: AttackContext) -> _Setup | str:
     members = np.arange(len(frame))
     for q in task.params["queries"]:
         if q["kind"] == "count" and q.get("filter"):
-            hit = frame.reset_index(drop=True).query(q["filter"]).index.to_numpy()
+            kept = select_rows(frame.reset_index(drop=True), q["filter"])
+            hit = kept.index.to_numpy()
             if len(hit):
                 query = {"id": "audit_count", "kind": "count", "filter": q["filter"]}
                 members = hit

@@ -5,6 +5,7 @@
 
 from types import MappingProxyType
 
+from pets.expressions import select_rows
 from pets.tasks._base import (
     Accuracy,
     CardError,
@@ -67,6 +68,7 @@ __all__ = [
     "link_statistics",
     "local_aggregate",
     "public_ranges",
+    "select_rows",
     "sums_from_vector",
 ]
 

@@ -3,13 +3,15 @@ holds, accuracy, and the table of task kinds."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from pets.expressions import ExpressionError, parse_filter
 
 __all__ = [
     "Accuracy",
@@ -275,6 +277,20 @@ class CardTable:
                         key, f"{v!r} is not allowed; allowed: {', '.join(map(str, allowed))}"
                     )
         return value
+
+    def get_filter(self, key: str, columns: Sequence[str], default: str = "") -> str:
+        """Return the row filter ``key``, checked against the grammar of
+        :mod:`pets.expressions` and ``columns`` (empty if absent).
+
+        The text is kept as written; it is parsed again, never run, where it is applied.
+        """
+        text = self.get(key, str, default)
+        if text:
+            try:
+                parse_filter(text, columns)
+            except ExpressionError as exc:
+                raise self.error(key, str(exc)) from None
+        return text
 
     def table(self, key: str, default: Any = _MISSING) -> CardTable:
         """Return the sub-table ``key`` as a :class:`CardTable`."""

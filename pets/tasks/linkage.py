@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pets.expressions import select_rows
 from pets.tasks._base import (
     Accuracy,
     CardError,
@@ -60,8 +61,7 @@ class LinkageOutput:
 
 def eligible(frame: pd.DataFrame, task: Task, party: str) -> pd.DataFrame:
     """Return the rows of ``party`` that meet its public eligibility criteria."""
-    query = task.params["criteria"].get(party)
-    return frame.query(query) if query else frame
+    return select_rows(frame, task.params["criteria"].get(party, ""))
 
 
 def link_statistics(
@@ -153,7 +153,7 @@ def _parse(
     for party in criteria_table.raw:
         if party not in names:
             raise criteria_table.error(party, f"is not a party; parties: {', '.join(names)}")
-        criteria[party] = criteria_table.get(party, str)
+        criteria[party] = criteria_table.get_filter(party, columns)
     statistics = []
     for i, s in enumerate(table.get("statistics", list, [])):
         sub = CardTable(s, source, f"task.statistics[{i}]")

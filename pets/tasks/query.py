@@ -7,7 +7,6 @@ rule), which is recorded as unanswered and scored as a full error.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pets.expressions import filter_names, select_rows
 from pets.tasks._base import (
     Accuracy,
     CardError,
@@ -112,10 +112,10 @@ def answer_query(frame: pd.DataFrame, query: Mapping[str, Any]) -> float | np.nd
     frame : DataFrame
         Rows to query.
     query : Mapping
-        A validated query: ``kind``, optional ``filter`` (a pandas query string),
+        A validated query: ``kind``, optional ``filter`` (see :mod:`pets.expressions`),
         ``column`` for sums, means and histograms.
     """
-    rows = frame.query(query["filter"]) if query.get("filter") else frame
+    rows = select_rows(frame, query.get("filter", ""))
     kind = query["kind"]
     if kind == "count":
         return float(len(rows))
@@ -165,7 +165,7 @@ def parse_workload(
         query: dict[str, Any] = {
             "id": sub.get("id", str, f"q{i}"),
             "kind": sub.get("kind", str, allowed=QUERY_KINDS),
-            "filter": sub.get("filter", str, ""),
+            "filter": sub.get_filter("filter", columns),
         }
         if query["id"] in seen:
             raise sub.error("id", f"duplicate query id {query['id']!r}")
@@ -186,24 +186,9 @@ def parse_workload(
             raise sub.error(
                 "column", f"{query['column']!r} has no public bounds for a {query['kind']}"
             )
-        unknown = sorted(set(_filter_names(query["filter"])) - set(columns) - _FILTER_WORDS)
-        if unknown:
-            raise sub.error(
-                "filter", f"names unknown columns {unknown}; allowed: {', '.join(columns)}"
-            )
         sub.check_unknown()
         queries.append(query)
     return queries
-
-
-#: Words of pandas query syntax that are not column names.
-_FILTER_WORDS = frozenset({"and", "or", "not", "in", "True", "False", "None"})
-
-
-def _filter_names(expression: str) -> list[str]:
-    """Names in a filter expression, with quoted strings removed."""
-    unquoted = re.sub(r"(\"[^\"]*\"|'[^']*')", " ", expression)
-    return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", unquoted)
 
 
 def workload_columns(queries: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -211,9 +196,8 @@ def workload_columns(queries: Sequence[Mapping[str, Any]]) -> list[str]:
     order of first use."""
     names: dict[str, None] = {}
     for query in queries:
-        for name in _filter_names(query.get("filter", "")):
-            if name not in _FILTER_WORDS:
-                names[name] = None
+        for name in filter_names(query.get("filter", "")):
+            names[name] = None
         if "column" in query:
             names[query["column"]] = None
     return list(names)

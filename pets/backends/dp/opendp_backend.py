@@ -56,6 +56,7 @@ from pets.tasks import (
     answers_to_wire,
     finish_means,
     local_aggregate,
+    select_rows,
     sums_from_vector,
 )
 from pets.wire import pack, unpack
@@ -95,7 +96,7 @@ def query_measurement(query: Mapping[str, Any], epsilon: float) -> Any:
     dp = opendp()
 
     def rows(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.query(query["filter"]) if query.get("filter") else frame
+        return select_rows(frame, query.get("filter", ""))
 
     kind = query["kind"]
     if kind == "count":
