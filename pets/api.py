@@ -58,6 +58,7 @@ from pets.tasks import (
     link_statistics,
     local_aggregate,
     public_ranges,
+    select_rows,
     sums_from_vector,
 )
 from pets.wire import join_frames, pack, split_frames, unpack
@@ -116,6 +117,7 @@ __all__ = [
     "pack",
     "public_codings",
     "public_ranges",
+    "select_rows",
     "split_frames",
     "sums_from_vector",
     "unpack",
