@@ -15,7 +15,7 @@ from pets.registry import Registry
 from pets.testing.checks import CHECKS, Check, SkipCheck
 from pets.testing.runs import Toybox
 
-__all__ = ["CheckResult", "check_backend", "resolve_backend", "run_check"]
+__all__ = ["CheckResult", "check_backend", "format_results", "resolve_backend", "run_check"]
 
 Status = Literal["passed", "failed", "skipped"]
 
@@ -108,3 +108,17 @@ def check_backend(
     backend = resolve_backend(backend_or_name, registry=registry)
     toys = Toybox(preload=(type(backend).__module__,)) if toys is None else toys
     return [run_check(check, backend, toys) for check in CHECKS]
+
+
+def format_results(results: list[CheckResult], width: int = 100) -> str:
+    """The results as a plain-text table: check, status, and the message wrapped under
+    it."""
+    import textwrap
+
+    name_width = max((len(r.check) for r in results), default=5)
+    lines = [f"{'check':{name_width}}  status   message", "-" * min(width, name_width + 40)]
+    for r in results:
+        wrapped = textwrap.wrap(r.message, max(30, width - name_width - 11)) or [""]
+        lines.append(f"{r.check:{name_width}}  {r.status:7}  {wrapped[0]}")
+        lines += [" " * (name_width + 11) + more for more in wrapped[1:]]
+    return "\n".join(lines)
