@@ -442,7 +442,7 @@ def check_dp_audit_agrees_with_claim(backend: Backend, toys: Toybox) -> None:
     """A quick DP audit (epsilon lower bound on neighbouring toy inputs) does not
     contradict the claimed epsilon."""
     from pets.leakage import EFFORT, AttackContext
-    from pets.leakage.dp_audit import AUDITED_KINDS, attack
+    from pets.leakage.dp_audit import AUDITED_KINDS, MIN_TRIALS, attack
 
     claim = _capabilities(backend).claim
     if claim.epsilon is None:
@@ -457,7 +457,7 @@ def check_dp_audit_agrees_with_claim(backend: Backend, toys: Toybox) -> None:
     run = toys.run(backend, kinds[0])
     if run.status != "ok":
         raise SkipCheck(f"the {kinds[0]} toy did not run (see check_declared_kinds_run)")
-    effort = replace(EFFORT["fast"], audit_trials=60, audit_seconds=10.0)
+    effort = replace(EFFORT["fast"], audit_trials=MIN_TRIALS, audit_seconds=toys.audit_seconds)
     context = AttackContext(
         problem=run.problem,
         session=run.session,
