@@ -282,6 +282,7 @@ def records_frame(records: Iterable[Record]) -> pd.DataFrame:
                 "started_at",
                 "isolation",
                 "api_version",
+                "verified",
                 "schema_version",
             )
         }

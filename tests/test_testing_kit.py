@@ -101,3 +101,26 @@ def test_pets_check_passes_and_records_a_verdict_the_worker_reads(tmp_path, monk
     assert main(["check", "sdc-round"]) == 0
     assert has_passing_verdict(target, {"base": 5})
     assert not has_passing_verdict(target, {"base": 10})  # other parameters: unverified
+
+
+def test_a_record_is_verified_only_after_pets_check_passed_its_configuration(tmp_path, monkeypatch):
+    import pets
+
+    monkeypatch.setenv("PETS_CACHE", str(tmp_path / "cache"))
+
+    def run(out: str):
+        frame = pets.run(
+            ["multi_site_prevalence"],
+            backends=["sdc-round"],
+            size=1500,
+            leakage="off",
+            out=tmp_path / out,
+            registry=BUILT_INS,
+            progress=False,
+        )
+        return frame.iloc[0]
+
+    assert not bool(run("before")["verified"])
+    assert main(["check", "sdc-round"]) == 0
+    row = run("after")
+    assert row["status"] == "ok" and bool(row["verified"]) is True
