@@ -84,6 +84,7 @@ class Record:
     started_at: str = ""
     isolation: str = ""
     api_version: int | None = None
+    verified: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -281,6 +282,7 @@ def records_frame(records: Iterable[Record]) -> pd.DataFrame:
                 "started_at",
                 "isolation",
                 "api_version",
+                "verified",
                 "schema_version",
             )
         }

@@ -234,3 +234,25 @@ class ScratchWriter(_Misbehaving):
     def run_party(self, context: PartyContext) -> object:
         (context.scratch / "left-behind.txt").write_text(context.name)
         return Plaintext().run_party(context)
+
+
+class KeyInConstructor(Plaintext):
+    """Generates a key in its constructor (it must only store its parameters)."""
+
+    def __init__(self, *, key_bits: int = 2048) -> None:
+        import secrets
+
+        self.key_bits = key_bits
+        self._key = secrets.token_bytes(key_bits // 8)
+
+
+class MalformedClaim(Plaintext):
+    """Claims differential privacy without a privacy unit or neighbouring relation."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            task_kinds=frozenset({"aggregate"}),
+            pet_class=PetClass.DP,
+            claim=Claim(epsilon=1.0, delta=0.0, privacy_unit="", formal=True),
+        )
