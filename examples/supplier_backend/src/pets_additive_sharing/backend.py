@@ -25,7 +25,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
 from pets.api import (
     AggregateOutput,
     Backend,
