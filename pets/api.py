@@ -268,6 +268,10 @@ class Capabilities:
         True when the party programs talk over their own TCP sockets (a library's own
         network stack, as MPyC's): each party gets loopback addresses in
         ``context.network`` and the harness relays and meters the bytes.
+    deterministic : bool
+        True when the recipient's output is the same on every run on the same inputs
+        with the same parameters (the transcript may still differ, e.g. fresh keys). The
+        conformance kit checks it (``pets check``).
     """
 
     task_kinds: frozenset[str]
@@ -276,6 +280,7 @@ class Capabilities:
     needs_processes: bool = False
     extra: str | None = None
     sockets: bool = False
+    deterministic: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the capabilities as JSON-ready data."""
@@ -286,6 +291,7 @@ class Capabilities:
             "needs_processes": self.needs_processes,
             "extra": self.extra,
             "sockets": self.sockets,
+            "deterministic": self.deterministic,
         }
 
     @classmethod
@@ -313,6 +319,7 @@ class Capabilities:
             needs_processes=bool(data.get("needs_processes", False)),
             extra=extra,
             sockets=bool(data.get("sockets", False)),
+            deterministic=bool(data.get("deterministic", False)),
         )
 
 

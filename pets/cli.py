@@ -1,4 +1,4 @@
-"""The ``pets`` command line: list, describe, run, demo, report."""
+"""The ``pets`` command line: list, check, describe, run, demo, report."""
 
 from __future__ import annotations
 
@@ -45,9 +45,56 @@ def _cmd_list(args: argparse.Namespace) -> int:
     if args.what in ("backends", "all"):
         registry = Registry.from_entry_points()
         print("Backends:")
+        broken = {}
         for name in registry.names():
-            print(f"  {name:32s} {registry.target(name)}")
+            error = registry.load_error(name)
+            if error is None:
+                print(f"  {name:32s} {registry.target(name)}")
+            else:
+                broken[name] = f"{registry.target(name)}: {error}"
+        if broken or registry.refused():
+            print("Broken or refused backend plugins (not run):")
+            for name, why in {**broken, **registry.refused()}.items():
+                print(f"  {name:32s} {why}")
     return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from pets.registry import Registry, UnknownBackend
+    from pets.testing.kit import check_backend, format_results
+    from pets.testing.verdicts import record_verdict
+
+    registry = Registry.from_entry_points()
+    params = _params(args.param)
+    worst = 0
+    for name in args.names:
+        try:
+            cls = registry.load(name)
+        except UnknownBackend as exc:
+            print(f"pets: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:  # a plugin that fails to import is a failed check
+            print(f"{name}: cannot be loaded: {type(exc).__name__}: {exc}")
+            worst = 1
+            continue
+        unknown = sorted(set(params) - set(cls.param_names()))
+        if unknown:
+            print(
+                f"pets: {name} has no parameter {unknown[0]!r}; parameters: "
+                f"{', '.join(cls.param_names()) or '(none)'}",
+                file=sys.stderr,
+            )
+            return 2
+        backend = cls(**params)
+        results = check_backend(backend)
+        print(f"{name} ({registry.target(name)}) {backend.get_params()}")
+        print(format_results(results))
+        failed = any(r.status == "failed" for r in results)
+        path = record_verdict(name, registry.target(name), backend.get_params(), results)
+        verdict = "FAILED" if failed else "passed"
+        print(f"verdict: {verdict} (kept in {path})\n")
+        worst = max(worst, int(failed))
+    return worst
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
@@ -179,6 +226,19 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list scenarios and backends")
     p.add_argument("what", nargs="?", choices=["scenarios", "backends", "all"], default="all")
     p.set_defaults(func=_cmd_list)
+
+    p = sub.add_parser(
+        "check", help="run the conformance kit on backends; exit 1 if a check failed"
+    )
+    p.add_argument("names", nargs="+", metavar="NAME", help="registered backend names")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="backend parameter to check with (repeatable; default: its defaults)",
+    )
+    p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("describe", help="describe a scenario card or a backend")
     p.add_argument("name")

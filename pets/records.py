@@ -84,6 +84,7 @@ class Record:
     started_at: str = ""
     isolation: str = ""
     api_version: int | None = None
+    verified: bool = False
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

@@ -12,10 +12,12 @@ import difflib
 import importlib
 from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
+from typing import Any
 
 from pets.api import Backend
 
 __all__ = [
+    "BUILT_IN_DISTRIBUTION",
     "ENTRY_POINT_GROUP",
     "Registry",
     "UnknownBackend",
@@ -24,6 +26,9 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "pets.backends"
+
+#: The distribution whose entry points are the built-in backends.
+BUILT_IN_DISTRIBUTION = "pets-sandbox"
 
 
 class UnknownBackend(KeyError):
@@ -52,6 +57,7 @@ class Registry:
 
     def __init__(self, targets: Mapping[str, str | type[Backend]] | None = None) -> None:
         self._targets: dict[str, str | type[Backend]] = {}
+        self._refused: dict[str, str] = {}
         for name, target in (targets or {}).items():
             self.add(name, target)
 
@@ -59,17 +65,51 @@ class Registry:
     def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> Registry:
         """Return a registry of every backend installed under the entry-point ``group``.
 
-        Raises
-        ------
-        ValueError
-            Two installed distributions register the same name.
+        Nothing is imported. A plugin whose name clashes with a built-in backend is
+        refused (the built-in wins), as is a second plugin under a name already taken or
+        a target that is not ``module:Class``; :meth:`refused` lists them with why.
         """
         registry = cls()
-        for ep in entry_points(group=group):
-            if ep.name in registry._targets and registry._targets[ep.name] == ep.value:
+        found = sorted(
+            entry_points(group=group),
+            key=lambda ep: (_distribution(ep) != BUILT_IN_DISTRIBUTION, _distribution(ep)),
+        )
+        origin: dict[str, str] = {}
+        for ep in found:
+            dist = _distribution(ep)
+            if ep.name in registry._targets:
+                if registry._targets[ep.name] == ep.value:
+                    continue
+                owner = origin[ep.name]
+                kind = "a built-in backend" if owner == BUILT_IN_DISTRIBUTION else f"{owner!r}"
+                registry._refused[f"{ep.name} ({dist})"] = (
+                    f"plugin {dist!r} registers {ep.name!r} ({ep.value}), a name already taken "
+                    f"by {kind} ({registry.target(ep.name)}); rename the plugin's entry point"
+                )
                 continue
-            registry.add(ep.name, ep.value)
+            try:
+                registry.add(ep.name, ep.value)
+            except ValueError as exc:
+                registry._refused[f"{ep.name} ({dist})"] = str(exc)
+                continue
+            origin[ep.name] = dist
         return registry
+
+    def refused(self) -> dict[str, str]:
+        """Entry points refused at registration (name clash, malformed target), each
+        with why."""
+        return dict(self._refused)
+
+    def load_error(self, name: str) -> str | None:
+        """Import the backend ``name`` and return why it cannot be used (any exception
+        while importing, or a target that is not a Backend class), or None if it loads."""
+        try:
+            self.load(name)
+        except UnknownBackend:
+            raise
+        except Exception as exc:  # a plugin may fail in any way while importing
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
     def add(self, name: str, target: str | type[Backend]) -> None:
         """Register ``target`` under ``name``; a name already taken is refused."""
@@ -117,6 +157,11 @@ class Registry:
         return self._targets[name]
 
 
+def _distribution(ep: Any) -> str:
+    dist = getattr(ep, "dist", None)
+    return str(getattr(dist, "name", None) or "unknown distribution")
+
+
 def load_target(target: str, name: str = "") -> type[Backend]:
     """Import ``"module:Class"`` and return the class."""
     module_name, _, attr = target.partition(":")
@@ -129,7 +174,10 @@ def load_target(target: str, name: str = "") -> type[Backend]:
         ) from exc
     obj = module
     for part in attr.split("."):
-        obj = getattr(obj, part)
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise TypeError(f"{target}: module {module_name!r} has no {attr!r}") from None
     if not (isinstance(obj, type) and issubclass(obj, Backend)):
         raise TypeError(f"{target} is not a subclass of pets.api.Backend")
     return obj

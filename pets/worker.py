@@ -140,6 +140,7 @@ def execute_cell(spec: CellSpec) -> Record:
     )
     from pets.scenarios import build_problem, load_scenario
     from pets.tasks import TASK_KINDS
+    from pets.testing.verdicts import has_passing_verdict
 
     refuse_inspection()  # party processes must not read this process's memory
     params = dict(spec["params"])
@@ -183,6 +184,7 @@ def execute_cell(spec: CellSpec) -> Record:
         return failed("failed", f"{spec['backend']!r} declared invalid capabilities: {exc}")
     base["pet_class"] = capabilities.pet_class.value
     base["api_version"] = description.api_version
+    base["verified"] = has_passing_verdict(target, description.params)
     if scenario.kind not in capabilities.task_kinds:
         return failed(
             "unsupported",

@@ -148,6 +148,7 @@ class FedAvg(Backend):
     def capabilities(self) -> Capabilities:
         """Serves ``train``; declares that the aggregator sees each trust's update."""
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"train"}),
             pet_class=PetClass.FEDERATED,
             claim=Claim(
@@ -249,6 +250,7 @@ class FedAvgSecAgg(Backend):
         except UnsupportedTask:
             claim = Claim(security_model=SecurityModel.SEMI_HONEST, formal=True)
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"train"}),
             pet_class=PetClass.FEDERATED,
             claim=claim,

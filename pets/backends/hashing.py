@@ -72,7 +72,10 @@ class _TokenLinkage(Backend):
     def capabilities(self) -> Capabilities:
         """Serves ``linkage``; a heuristic with no formal guarantee."""
         return Capabilities(
-            task_kinds=frozenset({"linkage"}), pet_class=PetClass.BASELINE, claim=self._claim()
+            deterministic=True,
+            task_kinds=frozenset({"linkage"}),
+            pet_class=PetClass.BASELINE,
+            claim=self._claim(),
         )
 
     def _tokenise(self, context: PartyContext, ids: np.ndarray) -> np.ndarray:

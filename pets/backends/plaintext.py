@@ -57,15 +57,17 @@ class Plaintext(Backend):
     def capabilities(self) -> Capabilities:
         """Serves every task kind; declares that inputs are revealed."""
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset(
                 {"aggregate", "linkage", "train", "inference", "release", "query"}
             ),
             pet_class=PetClass.BASELINE,
             claim=Claim(
                 security_model=SecurityModel.TRUSTED_THIRD_PARTY,
-                declared_leakage=("inputs", "output"),
+                declared_leakage=("inputs", "identifiers", "output"),
                 formal=False,
-                notes="The party that computes sees every input in the clear.",
+                notes="The party that computes sees every input in the clear, "
+                "identifiers included.",
             ),
         )
 
@@ -203,6 +205,7 @@ class LocalOnly(Backend):
     def capabilities(self) -> Capabilities:
         """Serves ``train``; nothing but the model leaves the trust."""
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"train"}),
             pet_class=PetClass.BASELINE,
             claim=Claim(
@@ -215,6 +218,8 @@ class LocalOnly(Backend):
     def run_party(self, context: PartyContext) -> LogisticModel | None:
         """Fit at one trust and send the model's weights to the recipient."""
         task = context.task
+        if task.kind != "train":
+            raise UnsupportedTask(f"local_only serves train, not {task.kind}")
         holders = list(task.parties_with_role("data_holder"))
         trust = self.party if self.party is not None else holders[-1]
         if trust not in holders:

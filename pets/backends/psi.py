@@ -62,6 +62,7 @@ class PsiEcdh(Backend):
         if not 0 < self.fpr < 1:
             raise ValueError(f"fpr must be in (0, 1), got {self.fpr!r}")
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"linkage"}),
             pet_class=PetClass.PSI,
             claim=Claim(

@@ -114,6 +114,7 @@ class Raw(TableRelease):
     def capabilities(self) -> Capabilities:
         """Serves release and query; declares identifiers and inputs revealed."""
         return Capabilities(
+            deterministic=True,
             task_kinds=self.TASK_KINDS,
             pet_class=PetClass.BASELINE,
             claim=Claim(
@@ -157,6 +158,7 @@ class Deidentified(TableRelease):
     def capabilities(self) -> Capabilities:
         """Serves release and query; heuristic, declares the real rows revealed."""
         return Capabilities(
+            deterministic=True,
             task_kinds=self.TASK_KINDS,
             pet_class=PetClass.SDC,
             claim=Claim(

@@ -183,6 +183,7 @@ class SdcSuppress(Backend):
         if not (isinstance(self.threshold, int) and self.threshold >= 1):
             raise ValueError(f"threshold must be a whole number >= 1, got {self.threshold!r}")
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"aggregate", "query"}),
             pet_class=PetClass.SDC,
             claim=_heuristic(
@@ -236,6 +237,7 @@ class SdcRound(Backend):
         if not (isinstance(self.base, int) and self.base >= 2):
             raise ValueError(f"base must be a whole number >= 2, got {self.base!r}")
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"aggregate", "query"}),
             pet_class=PetClass.SDC,
             claim=_heuristic(
@@ -320,6 +322,7 @@ class SdcKanon(TableRelease):
         if not 0 <= self.max_suppression < 1:
             raise ValueError(f"max_suppression must be in [0, 1), got {self.max_suppression!r}")
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"release"}),
             pet_class=PetClass.SDC,
             claim=_heuristic(

@@ -274,7 +274,11 @@ def _caveats(findings: RunFindings) -> list[Caveat]:
                 )
             if r["verified"] is False:
                 out.append(
-                    Caveat("Unverified backend", f"{label}: has not passed the conformance kit.")
+                    Caveat(
+                        "Unverified backend",
+                        f"{label}: has not passed the conformance kit with these parameters "
+                        f"(run `pets check {r['backend']}`).",
+                    )
                 )
             if "api" in str(r["isolation"]).split(", "):
                 out.append(

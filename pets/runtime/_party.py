@@ -10,6 +10,7 @@ parameters, decodes its own input, calls ``backend.run_party(context)`` and repo
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -66,6 +67,7 @@ def _describe_one(request: dict[str, Any], task: Any) -> dict[str, Any]:
         "capabilities": backend.capabilities.to_dict(),
         "program": cls.runs_parties(),
         "api_version": getattr(cls, "api_version", None),
+        "params": json.loads(json.dumps(backend.get_params(), default=repr)),
     }
     if task is not None:
         answer["helpers"] = [[p.name, p.role] for p in backend.helpers(task)]

@@ -77,6 +77,7 @@ class BackendDescription:
     runs_parties: bool
     helpers: tuple[PartyRole, ...]
     api_version: int | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _PartyProcess:
@@ -242,6 +243,7 @@ def _description(answer: Mapping[str, Any]) -> BackendDescription | PartyProgram
         runs_parties=bool(answer.get("program", False)),
         helpers=tuple(PartyRole(str(n), str(r)) for n, r in answer.get("helpers", [])),
         api_version=_version(answer.get("api_version")),
+        params=dict(answer.get("params") or {}),
     )
 
 

@@ -63,14 +63,12 @@ class MpycOpenDP(Mpyc):
         start_timeout_s: float = 60.0,
         step_timeout_s: float = 900.0,
     ) -> None:
-        super().__init__(
-            parties=parties,
-            threshold=threshold,
-            vectorised=vectorised,
-            fraction_bits=fraction_bits,
-            start_timeout_s=start_timeout_s,
-            step_timeout_s=step_timeout_s,
-        )
+        self.parties = parties
+        self.threshold = threshold
+        self.vectorised = vectorised
+        self.fraction_bits = fraction_bits
+        self.start_timeout_s = start_timeout_s
+        self.step_timeout_s = step_timeout_s
         self.epsilon = epsilon
         self.delta = delta
 

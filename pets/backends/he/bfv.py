@@ -97,6 +97,7 @@ class TensealBFV(HomomorphicBackend):
         """Serves aggregate and inference; semi-honest, 128-bit parameters."""
         self.noise_budget_check("aggregate")
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"aggregate", "inference"}),
             pet_class=PetClass.HE,
             claim=Claim(

@@ -97,6 +97,7 @@ class Paillier(HomomorphicBackend):
         """Serves aggregate, inference and train; NIST-equivalent security of n_length."""
         self._check()
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"aggregate", "inference", "train"}),
             pet_class=PetClass.HE,
             claim=Claim(

@@ -145,6 +145,7 @@ class Mpyc(Backend):
         if not 0 < self.fraction_bits <= 32:
             raise ValueError(f"fraction_bits must be in 1..32, got {self.fraction_bits}")
         return Capabilities(
+            deterministic=True,
             task_kinds=frozenset({"aggregate", "linkage", "inference", "train"}),
             pet_class=PetClass.MPC,
             claim=Claim(
