@@ -52,6 +52,7 @@ def supplier_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     inherited = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(site), str(ROOT), inherited) if p)
     env["PETS_SCENARIOS"] = str(ROOT / "scenarios")
+    env["PETS_CACHE"] = str(tmp_path_factory.mktemp("cache"))  # the kit's verdicts
     return env
 
 
@@ -72,9 +73,13 @@ def test_pets_list_shows_the_installed_backend(supplier_env: dict[str, str], tmp
 def test_pets_check_passes_it(supplier_env: dict[str, str], tmp_path) -> None:
     done = _pets(supplier_env, tmp_path, "check", NAME)
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "check_transcript_consistent_with_claim  passed" in done.stdout
+    assert "verdict: passed" in done.stdout
 
 
 def test_pets_run_scores_it(supplier_env: dict[str, str], tmp_path) -> None:
+    checked = _pets(supplier_env, tmp_path, "check", NAME)  # so the record says verified
+    assert checked.returncode == 0, checked.stdout
     out = tmp_path / "run"
     done = _pets(
         supplier_env, tmp_path,
@@ -86,6 +91,7 @@ def test_pets_run_scores_it(supplier_env: dict[str, str], tmp_path) -> None:
     assert record["backend"] == NAME
     assert record["isolation"] == "process"
     assert record["api_version"] == API_VERSION
+    assert record["verified"] is True
     assert record["accuracy"]["max_relative_error"] < 1e-6
     assert record["cost"]["bytes_total"] > 0
     assert record["cost"]["bytes_by_party"]["share_aggregator"]["received"] > 0

@@ -123,6 +123,7 @@ class AdditiveSharing(Backend):
                 "the helper together can read every holder's table: they must not "
                 "collude. The exact table is published: small cells are not protected.",
             ),
+            deterministic=True,  # the shares are random, the reconstructed sums are not
         )
 
     def helpers(self, task: Task) -> tuple[PartyRole, ...]:
