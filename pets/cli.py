@@ -45,15 +45,21 @@ def _cmd_list(args: argparse.Namespace) -> int:
             card = load_scenario(sid)
             print(f"  {sid:32s} {card.kind:10s} {card.title}")
     if args.what in ("backends", "all"):
+        from pets.runtime.harness import PartyLauncher, PartyProgramError, describe_backends
+
         registry = Registry.from_entry_points()
         print("Backends:")
         broken = {}
-        for name in registry.names():
-            error = registry.load_error(name)
-            if error is None:
-                print(f"  {name:32s} {registry.target(name)}")
+        names = registry.names()
+        # plugins are imported in a throwaway party process, never in this one
+        answers = describe_backends(
+            PartyLauncher(), [(registry.target(n), {}) for n in names], import_only=True
+        )
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, PartyProgramError):
+                broken[name] = f"{registry.target(name)}: {answer}"
             else:
-                broken[name] = f"{registry.target(name)}: {error}"
+                print(f"  {name:32s} {registry.target(name)}")
         if broken or registry.refused():
             print("Broken or refused backend plugins (not run):")
             for name, why in {**broken, **registry.refused()}.items():

@@ -57,6 +57,12 @@ def _describe_one(request: dict[str, Any], task: Any) -> dict[str, Any]:
     cls = _load(request["target"])
     params = dict(request["params"])
     names = list(cls.param_names())
+    if request.get("import_only"):
+        return {
+            "param_names": names,
+            "unknown": [],
+            "api_version": getattr(cls, "api_version", None),
+        }
     unknown = sorted(set(params) - set(names))
     if unknown:
         return {"param_names": names, "unknown": unknown}

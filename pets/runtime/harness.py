@@ -189,12 +189,15 @@ def describe_backends(
     task: Task | None = None,
     *,
     timeout_s: float = 300,
+    import_only: bool = False,
 ) -> list[BackendDescription | PartyProgramError]:
     """Ask one throwaway party process what each ``(target, params)`` backend is.
 
     Each answer is a :class:`BackendDescription`, or the :class:`PartyProgramError` of a
     backend that could not be imported or built (the others are still described).
-    Helper parties are described only when ``task`` is given.
+    Helper parties are described only when ``task`` is given. With ``import_only`` each
+    backend is only imported and checked to be a Backend class (for listing plugins):
+    nothing is built.
 
     Raises
     ------
@@ -207,7 +210,9 @@ def describe_backends(
         frames = [encode_task(task)] if task is not None else []
         request = {
             "op": "describe",
-            "requests": [{"target": t, "params": dict(p)} for t, p in requests],
+            "requests": [
+                {"target": t, "params": dict(p), "import_only": import_only} for t, p in requests
+            ],
         }
         _link.write(probe.conn, request, *frames)
         if not probe.conn.poll(timeout_s):
