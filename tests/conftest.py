@@ -25,6 +25,18 @@ CARD_IDS = (
 )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_party_processes() -> None:
+    """Start this test process's fork server once with every built-in backend's module
+    preloaded, as a cell's worker does for its one backend, so that party processes
+    forked in tests start warm instead of importing their libraries each time."""
+    from pets.runtime.harness import PartyLauncher, describe_backends
+
+    registry = Registry.from_entry_points()
+    modules = sorted({registry.target(n).split(":", 1)[0] for n in registry.names()})
+    describe_backends(PartyLauncher(preload=modules), [])  # starts the fork server
+
+
 @pytest.fixture
 def registry() -> Registry:
     """Installed backends plus the misbehaving test backends, in a fresh registry."""
