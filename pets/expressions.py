@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: Longest expression accepted, in characters.
-MAX_LENGTH = 2_000
+MAX_LENGTH = 100_000
 _MAX_DEPTH = 40
 
 #: What a filter may use, for error messages.
