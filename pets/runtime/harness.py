@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -578,9 +578,12 @@ class ProtocolRunner:
         The task kind's output type.
     sockets : bool
         The backend's ``Capabilities.sockets``.
-    helpers : sequence of PartyRole, optional
+    helpers : (Task, sequence of PartyRole), optional
         The helper parties for the cell's task, if already known; other tasks are
-        described afresh.
+        described afresh in a throwaway party process.
+    helpers_of : callable, optional
+        ``helpers_of(task)`` gives the helper parties without a throwaway process (for
+        a backend instance already in this process: tests and notebooks).
     timeout_s : float
         Deadline of one run.
     """
@@ -594,6 +597,7 @@ class ProtocolRunner:
         output_type: type,
         sockets: bool = False,
         helpers: tuple[Task, Sequence[PartyRole]] | None = None,
+        helpers_of: Callable[[Task], Sequence[PartyRole]] | None = None,
         timeout_s: float = 3600,
     ) -> None:
         self.launcher = launcher
@@ -603,12 +607,15 @@ class ProtocolRunner:
         self.sockets = sockets
         self.timeout_s = timeout_s
         self._helpers: dict[bytes, tuple[PartyRole, ...]] = {}
+        self._helpers_of = helpers_of
         if helpers is not None:
             self._helpers[encode_task(helpers[0])] = tuple(helpers[1])
 
     def helpers_for(self, task: Task) -> tuple[PartyRole, ...]:
         """The backend's helper parties for ``task`` (asked once per distinct task)."""
         key = encode_task(task)
+        if key not in self._helpers and self._helpers_of is not None:
+            self._helpers[key] = tuple(self._helpers_of(task))
         if key not in self._helpers:
             self._helpers[key] = describe_backend(
                 self.launcher, self.target, self.params, task
@@ -652,4 +659,5 @@ def runner_for(
         backend.get_params(),
         output_type=output_type,
         sockets=backend.capabilities.sockets,
+        helpers_of=backend.helpers,
     )
