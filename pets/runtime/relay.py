@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import random
 import socket
 import struct
 import sys
@@ -38,17 +39,36 @@ _ANCILLARY = socket.CMSG_SPACE(16) if hasattr(socket, "CMSG_SPACE") else 0
 
 
 def free_ports(count: int, host: str = _HOST) -> list[int]:
-    """Return ``count`` distinct ports that were free a moment ago."""
-    sockets = []
+    """Return ``count`` distinct ports that were free a moment ago, for parties to
+    listen on.
+
+    They are drawn below the kernel's ephemeral range, so neither the relays' own
+    listeners (bound to port 0) nor outgoing connections can take one of them between
+    now and the moment its party binds it.
+    """
+    low = _ephemeral_low()
+    candidates = random.SystemRandom().sample(range(max(1024, low - 12_000), low), k=count * 8)
+    ports: list[int] = []
+    for port in candidates:
+        if len(ports) == count:
+            break
+        with socket.socket() as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        ports.append(port)
+    if len(ports) < count:
+        raise OSError(f"found only {len(ports)} of {count} free ports below {low}")
+    return ports
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral range (Linux; 32768 elsewhere)."""
     try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind((host, 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
+        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 @dataclass
