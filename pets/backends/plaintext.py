@@ -7,7 +7,7 @@ trust trains on its own rows alone and shares only the model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,7 @@ from pets.tasks import (
 )
 from pets.wire import pack, unpack
 
-__all__ = ["LocalOnly", "Plaintext", "pool_rows"]
+__all__ = ["LocalOnly", "Plaintext", "pool_rows", "serve_workload"]
 
 
 class Plaintext(Backend):
@@ -153,21 +153,35 @@ class Plaintext(Backend):
         return out
 
     def _query(self, context: PartyContext) -> QueryOutput | None:
-        task = context.task
-        (custodian,) = [n for n in task.party_names if n != task.recipient]
-        if context.name == custodian:
-            workload = unpack(context.receive(task.recipient, tag="workload"))
-            with context.phase("compute"):
-                answers = [answer_query(context.data, q) for q in workload]
-            context.send(task.recipient, pack(answers_to_wire(answers)), tag="answers")
-            return None
-        if context.name != task.recipient:
-            return None
-        context.send(custodian, pack(list(task.params["queries"])), tag="workload")
-        received = unpack(context.receive(custodian, tag="answers"))
-        out = QueryOutput(answers_from_wire(received))
-        context.reveal("answers", out)
-        return out
+        return serve_workload(
+            context, lambda data, workload: [answer_query(data, q) for q in workload]
+        )
+
+
+def serve_workload(
+    context: PartyContext,
+    answer: Callable[[Any, list[Any]], list[Any]],
+) -> QueryOutput | None:
+    """The query protocol as one party's program: the researcher (the recipient) sends
+    its workload to the custodian, which answers it with ``answer(data, workload)``
+    (phase ``compute``) and sends the answers back; the researcher returns them.
+
+    Every party but the researcher returns None.
+    """
+    task = context.task
+    (custodian,) = [n for n in task.party_names if n != task.recipient]
+    if context.name == custodian:
+        workload = unpack(context.receive(task.recipient, tag="workload"))
+        with context.phase("compute"):
+            answers = answer(context.data, workload)
+        context.send(task.recipient, pack(answers_to_wire(answers)), tag="answers")
+        return None
+    if context.name != task.recipient:
+        return None
+    context.send(custodian, pack(list(task.params["queries"])), tag="workload")
+    out = QueryOutput(answers_from_wire(unpack(context.receive(custodian, tag="answers"))))
+    context.reveal("answers", out)
+    return out
 
 
 def pool_rows(context: PartyContext, holders: Sequence[str], at: str) -> pd.DataFrame | None:

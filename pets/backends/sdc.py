@@ -37,12 +37,11 @@ from pets.api import (
     Task,
     UnsupportedTask,
 )
+from pets.backends.plaintext import serve_workload
 from pets.backends.release import TableRelease
 from pets.data.cohort import IDENTIFIERS
 from pets.tasks import (
     answer_query,
-    answers_from_wire,
-    answers_to_wire,
     finish_means,
     local_aggregate,
     select_rows,
@@ -139,25 +138,14 @@ def _answer_queries(
 ) -> QueryOutput | None:
     """The researcher sends its workload; the custodian answers it exactly, applies
     ``check(query, answer, rows)`` to each answer and sends the checked answers."""
-    task = context.task
-    (custodian,) = [n for n in task.party_names if n != task.recipient]
-    if context.name == custodian:
-        workload = unpack(context.receive(task.recipient, tag="workload"))
-        answers = []
-        data = context.data
-        with context.phase("compute"):
-            for query in workload:
-                rows = select_rows(data, query.get("filter", ""))
-                answers.append(check(query, answer_query(data, query), len(rows)))
-        context.send(task.recipient, pack(answers_to_wire(answers)), tag="answers")
-        return None
-    if context.name != task.recipient:
-        return None
-    context.send(custodian, pack(list(task.params["queries"])), tag="workload")
-    received = unpack(context.receive(custodian, tag="answers"))
-    out = QueryOutput(answers_from_wire(received))
-    context.reveal("answers", out)
-    return out
+
+    def answer(data: Any, workload: list[Any]) -> list[Any]:
+        return [
+            check(q, answer_query(data, q), len(select_rows(data, q.get("filter", ""))))
+            for q in workload
+        ]
+
+    return serve_workload(context, answer)
 
 
 def _heuristic(notes: str, leakage: tuple[str, ...]) -> Claim:

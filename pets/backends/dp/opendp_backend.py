@@ -51,9 +51,8 @@ from pets.backends.dp.opendp_ops import (
     public_bounds,
     statistic,
 )
+from pets.backends.plaintext import serve_workload
 from pets.tasks import (
-    answers_from_wire,
-    answers_to_wire,
     finish_means,
     local_aggregate,
     select_rows,
@@ -224,21 +223,8 @@ class OpenDP(Backend):
     def _query(self, context: PartyContext) -> QueryOutput | None:
         """The researcher sends the workload; the custodian answers it through OpenDP's
         compositor and sends back the noisy answers (None for a refused query)."""
-        task = context.task
-        (custodian,) = [n for n in task.party_names if n != task.recipient]
-        if context.name == custodian:
-            workload = unpack(context.receive(task.recipient, tag="workload"))
-            with context.phase("compute"):
-                answers = self._answer(context.data, workload, len(task.params["queries"]))
-            context.send(task.recipient, pack(answers_to_wire(answers)), tag="answers")
-            return None
-        if context.name != task.recipient:
-            return None
-        context.send(custodian, pack(list(task.params["queries"])), tag="workload")
-        received = unpack(context.receive(custodian, tag="answers"))
-        out = QueryOutput(answers_from_wire(received))
-        context.reveal("answers", out)
-        return out
+        planned = len(context.task.params["queries"])
+        return serve_workload(context, lambda data, workload: self._answer(data, workload, planned))
 
     def _answer(self, data: pd.DataFrame, workload: list[Any], planned: int) -> list[Any]:
         """Answer ``workload`` on ``data`` under one compositor; ``planned`` is the
