@@ -152,9 +152,11 @@ def _write_reports(out: Path, formats: Sequence[str]) -> list[Path]:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from pets.records import StoreError
+
     try:
         written = _write_reports(Path(args.run_dir), _FORMATS[args.format])
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreError) as exc:
         print(f"pets: {exc}", file=sys.stderr)
         return 2
     for path in written:
@@ -177,6 +179,7 @@ def _remember_command(out: Path, argv: Sequence[str] | None) -> None:
 
 
 def _run(args: argparse.Namespace, *, demo: bool) -> int:
+    from pets.records import StoreError
     from pets.registry import Registry, UnknownBackend
     from pets.report import scorecard_text
     from pets.runner import run
@@ -194,6 +197,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
             repeats=args.repeats,
             out=args.out,
             resume=args.resume,
+            allow_changed=args.allow_changed,
             timeout=args.timeout,
             memory_mb=args.memory_mb,
             jobs=args.jobs,
@@ -209,12 +213,17 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
         KeyError,
         FileExistsError,
         FileNotFoundError,
+        StoreError,
     ) as exc:
         print(f"pets: {exc}", file=sys.stderr)
         return 2
     out = Path(frame.attrs["out"])
-    _remember_command(out, args.argv)
-    written = _write_reports(out, ("html", "md"))
+    try:
+        _remember_command(out, args.argv)
+        written = _write_reports(out, ("html", "md"))
+    except StoreError as exc:
+        print(f"pets: {exc}", file=sys.stderr)
+        return 2
     print(scorecard_text(frame))
     counts = frame["status"].value_counts().to_dict() if len(frame) else {}
     print("\n" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))
@@ -301,6 +310,11 @@ def _parser() -> argparse.ArgumentParser:
             )
         p.add_argument("--out", help="run folder (default results/<timestamp>)")
         p.add_argument("--resume", action="store_true", help="skip cells already in --out")
+        p.add_argument(
+            "--allow-changed",
+            action="store_true",
+            help="with --resume: run a changed card as a new card version, kept apart",
+        )
         p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
         p.add_argument("--memory-mb", type=float, default=8192.0, help="memory limit per cell")
         p.add_argument("--jobs", type=int, default=1, help="cells run at once")
@@ -336,8 +350,9 @@ def _show_warning(
 ) -> None:
     """Show a plan's warnings as one line each; others as Python shows them."""
     from pets.options import PlanWarning
+    from pets.records import StoreWarning
 
-    if issubclass(category, PlanWarning):
+    if issubclass(category, PlanWarning | StoreWarning):
         print(f"pets: warning: {message}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr)

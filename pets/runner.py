@@ -16,9 +16,7 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -30,9 +28,11 @@ from typing import Any
 import pandas as pd
 
 from pets import options as checks
+from pets.cell_process import CellProcess
+from pets.containment import claim_scratch, owner_id, sweep_stale_scratch
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
-from pets.processes import die_with_parent, refuse_inspection
-from pets.records import Record, ResultStore, cell_key
+from pets.processes import refuse_inspection
+from pets.records import Record, ResultStore, StoreError, cell_key
 from pets.registry import Registry
 from pets.scenarios import Scenario, find_scenarios, load_scenario
 from pets.worker import environment, unsupported_message
@@ -70,6 +70,7 @@ class Cell:
         return {
             "scenario": self.scenario.id,
             "card": str(self.scenario.path),
+            "card_text": self.scenario.card_text,
             "card_hash": self.scenario.card_hash,
             "backend": self.backend,
             "target": self.target,
@@ -189,42 +190,85 @@ def _param_names(registry: Registry, backends: Sequence[str]) -> dict[str, set[s
     }
 
 
-@dataclass
-class _Running:
-    cell: Cell
-    process: subprocess.Popen[bytes]
-    spec_path: Path
-    out_path: Path
-    stderr_path: Path
-    started: float
-    scratch: Path
-    peak_mb: float = 0.0
-    killed_for: str | None = None
-
-
 def execute_plan(
     cells: Sequence[Cell],
     store: ResultStore,
     options: RunOptions,
     *,
     resume: bool = False,
+    allow_changed: bool = False,
     on_record: Callable[[Record], None] | None = None,
 ) -> list[Record]:
     """Run ``cells``, appending each record to ``store`` as it finishes.
+
+    The run holds the folder's writer lock throughout. Each cell's processes (worker,
+    parties, anything a backend forks) are killed when the cell ends, however it ends;
+    scratch folders of runs killed earlier are removed first.
+
+    Parameters
+    ----------
+    resume : bool
+        Skip cells that already have a record in ``store``.
+    allow_changed : bool
+        With ``resume``, go on although a card changed since the run began: the cells
+        of the new card version are new cells (their key holds the card hash) and their
+        records carry the new hash, so reports keep the versions apart.
 
     Returns
     -------
     list of Record
         Records of this plan's cells (with ``resume``, the earlier ones too).
+
+    Raises
+    ------
+    StoreError
+        Another process writes ``store``, a card changed (without ``allow_changed``),
+        or a record could not be written (the message is one line).
     """
     refuse_inspection()  # party processes must not read or rewrite what this one writes
-    store.repair()
-    done = store.done_keys() if resume else set()
-    if not resume and store.jsonl_path.exists() and store.jsonl_path.stat().st_size:
-        raise FileExistsError(
-            f"{store.jsonl_path} already holds records; pass resume=True (--resume) to "
-            "continue that run, or choose another output folder"
-        )
+    sweep_stale_scratch()
+    with store.lock():
+        store.repair()
+        done = store.done_keys() if resume else set()
+        if not resume and store.jsonl_path.exists() and store.jsonl_path.stat().st_size:
+            raise FileExistsError(
+                f"{store.jsonl_path} already holds records; pass resume=True (--resume) to "
+                "continue that run, or choose another output folder"
+            )
+        if resume and not allow_changed:
+            _refuse_changed_cards(store, cells)
+        _execute(cells, store, options, done, on_record)
+        store.write_parquet()
+        keys = {c.key for c in cells}
+        return [r for r in store.read() if r.key in keys]
+
+
+def _refuse_changed_cards(store: ResultStore, cells: Sequence[Cell]) -> None:
+    """Refuse to resume when a card's hash differs from the one its records carry."""
+    now = {c.scenario.id: c.scenario for c in cells}
+    before: dict[str, set[str]] = {}
+    for record in store.read():
+        if record.scenario in now and record.card_hash:
+            before.setdefault(record.scenario, set()).add(record.card_hash)
+    for sid, hashes in sorted(before.items()):
+        scenario = now[sid]
+        if scenario.card_hash not in hashes or len(hashes) > 1:
+            old = ", ".join(sorted(h[:12] for h in hashes - {scenario.card_hash}))
+            raise StoreError(
+                f"card {sid!r} ({scenario.path}) changed since {store.root} was written: "
+                f"its records have sha256 {old}, the card now has "
+                f"{scenario.card_hash[:12]}; restore the card, choose another --out, or "
+                "pass --allow-changed to start a new card version kept apart in reports"
+            )
+
+
+def _execute(
+    cells: Sequence[Cell],
+    store: ResultStore,
+    options: RunOptions,
+    done: set[str],
+    on_record: Callable[[Record], None] | None,
+) -> None:
     todo = [c for c in cells if c.key not in done]
     _write_manifest(store, cells, options)
     bar = _progress(len(cells), len(cells) - len(todo), options.progress)
@@ -236,15 +280,20 @@ def execute_plan(
                 on_record(record)
             bar.update(1)
     pending = list(todo)
-    running: list[_Running] = []
-    with tempfile.TemporaryDirectory(prefix="pets-cells-") as tmp, _terminate_as_interrupt():
+    running: list[CellProcess] = []
+    tmp = claim_scratch()
+    owner = owner_id()
+    started = 0
+    with _terminate_as_interrupt():
         try:
             while pending or running:
                 while pending and len(running) < max(1, options.jobs):
-                    running.append(_start(pending.pop(0), Path(tmp), options))
+                    started += 1
+                    token = f"{owner}/{started}"
+                    running.append(_start(pending.pop(0), tmp, started, token, options))
                 time.sleep(0.02)
                 for job in list(running):
-                    record = _poll(job, options)
+                    record = job.poll(options.timeout_s, options.memory_mb)
                     if record is None:
                         continue
                     running.remove(job)
@@ -255,11 +304,9 @@ def execute_plan(
                     bar.update(1)
         finally:
             for job in running:
-                _kill(job)
+                job.kill()
+            shutil.rmtree(tmp, ignore_errors=True)
             bar.close()
-    store.write_parquet()
-    keys = {c.key for c in cells}
-    return [r for r in store.read() if r.key in keys]
 
 
 @contextlib.contextmanager
@@ -336,125 +383,8 @@ def _unsupported_here(cells: Sequence[Cell]) -> list[Record | None]:
     return out
 
 
-def _start(cell: Cell, tmp: Path, options: RunOptions) -> _Running:
-    spec_path = tmp / f"{cell.key}.spec.json"
-    out_path = tmp / f"{cell.key}.out.json"
-    stderr_path = tmp / f"{cell.key}.stderr"
-    spec_path.write_text(json.dumps(cell.spec(options)))
-    # the cell's own scratch folder: whatever its backend writes there (a party's input
-    # files) is removed when the cell ends, however it ends
-    scratch = tmp / f"{cell.key}.scratch"
-    scratch.mkdir(mode=0o700, exist_ok=True)
-    env = dict(os.environ)
-    env["TMPDIR"] = str(scratch)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    env.setdefault("OMP_NUM_THREADS", "1")
-    with open(stderr_path, "wb") as err:
-        process = subprocess.Popen(
-            [options.python, "-m", "pets.worker", str(spec_path), str(out_path)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env=env,
-            start_new_session=True,
-            preexec_fn=die_with_parent,  # a runner killed outright takes its cells along
-        )
-    return _Running(cell, process, spec_path, out_path, stderr_path, time.monotonic(), scratch)
-
-
-def _poll(job: _Running, options: RunOptions) -> Record | None:
-    code = job.process.poll()
-    elapsed = time.monotonic() - job.started
-    if code is None:
-        if elapsed > options.timeout_s:
-            job.killed_for = "timeout"
-            _kill(job)
-        elif options.memory_mb is not None:
-            rss = _tree_rss_mb(job.process.pid)
-            job.peak_mb = max(job.peak_mb, rss)
-            if rss > options.memory_mb:
-                job.killed_for = "memory"
-                _kill(job)
-        if job.killed_for is None:
-            return None
-        job.process.wait()
-    try:
-        return _collect(job, elapsed, options)
-    finally:
-        shutil.rmtree(job.scratch, ignore_errors=True)
-
-
-def _collect(job: _Running, elapsed: float, options: RunOptions) -> Record:
-    cell = job.cell
-    base = {
-        "scenario": cell.scenario.id,
-        "backend": cell.backend,
-        "params": dict(cell.params),
-        "size": cell.size,
-        "seed": cell.seed,
-        "repeat": cell.repeat,
-        "card_hash": cell.scenario.card_hash,
-        "kind": cell.scenario.kind,
-        "key": cell.key,
-        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    cost = {"wall_s": elapsed, "peak_rss_mb": job.peak_mb or None}
-    if job.killed_for == "timeout":
-        return Record(
-            status="timeout",
-            error=f"cell exceeded the {options.timeout_s:g} s timeout and was stopped",
-            cost=cost,
-            **base,
-        )
-    if job.killed_for == "memory":
-        return Record(
-            status="failed",
-            error=f"cell exceeded the {options.memory_mb:g} MiB memory limit and was stopped",
-            cost=cost,
-            **base,
-        )
-    if job.out_path.exists():
-        return Record.from_dict(json.loads(job.out_path.read_text()))
-    from pets.worker import redact
-
-    tail = job.stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
-    code = job.process.returncode
-    reason = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-    message = f"cell process ended without a record ({reason})"
-    if tail:
-        message += ": " + " | ".join(tail)
-    return Record(status="failed", error=redact(message)[:4000], cost=cost, **base)
-
-
-def _kill(job: _Running) -> None:
-    try:
-        os.killpg(job.process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    job.process.wait()
-
-
-def _tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants, in MiB (Linux /proc)."""
-    total = 0.0
-    stack = [pid]
-    seen = set()
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-                    break
-            for task in Path(f"/proc/{p}/task").iterdir():
-                children = (task / "children").read_text().split()
-                stack.extend(int(c) for c in children)
-        except (OSError, ValueError):
-            continue
-    return total
+def _start(cell: Cell, tmp: Path, n: int, token: str, options: RunOptions) -> CellProcess:
+    return CellProcess.start(cell, cell.spec(options), tmp, n, token, python=options.python)
 
 
 def _write_manifest(store: ResultStore, cells: Sequence[Cell], options: RunOptions) -> None:
@@ -514,6 +444,7 @@ def run(
     repeats: int = 1,
     out: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    allow_changed: bool = False,
     timeout: float = 600.0,
     memory_mb: float | None = 8192.0,
     jobs: int = 1,
@@ -542,7 +473,10 @@ def run(
     out : path-like, optional
         Run folder (default ``results/<timestamp>``).
     resume : bool
-        Skip cells already recorded in ``out``.
+        Skip cells already recorded in ``out``; refused if a card changed since.
+    allow_changed : bool
+        With ``resume``, run a changed card as a new card version (see
+        :func:`execute_plan`).
     timeout, memory_mb, jobs, leakage, progress
         See :class:`RunOptions`.
     registry : Registry, optional
@@ -599,7 +533,7 @@ def run(
         progress=progress,
         network=DEFAULT_PROFILES.merged({p.name: p for p in network}),
     )
-    execute_plan(cells, store, options, resume=resume)
+    execute_plan(cells, store, options, resume=resume, allow_changed=allow_changed)
     frame = store.to_frame()
     keys = {c.key for c in cells}
     frame = frame[frame["key"].isin(keys)].reset_index(drop=True) if len(frame) else frame

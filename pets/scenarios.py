@@ -159,6 +159,9 @@ class Scenario:
         Questions the workshop discusses.
     card_hash : str
         SHA-256 of the card file's bytes.
+    card_text : str
+        The card as read (the text ``card_hash`` is the hash of): a cell's worker gets
+        this, never the file, so a card edited during a run changes no later cell.
     network : Mapping of str to NetworkProfile
         Extra network profiles the card defines (``[network.<name>]``), modelled on
         top of the defaults.
@@ -183,6 +186,7 @@ class Scenario:
     card_hash: str = ""
     network: Mapping[str, NetworkProfile] = field(default_factory=dict)
     requirements: Requirements = field(default_factory=Requirements)
+    card_text: str = field(default="", repr=False, compare=False)
 
     def sweeps_for(self, backend: str) -> tuple[Sweep, ...]:
         """Return the sweeps declared for ``backend``."""
@@ -209,7 +213,9 @@ def find_scenarios(directory: Path | None = None) -> dict[str, Path]:
     return {p.stem: p for p in sorted(directory.glob("*.toml"))}
 
 
-def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) -> Scenario:
+def load_scenario(
+    ref: str | os.PathLike[str], directory: Path | None = None, *, text: str | None = None
+) -> Scenario:
     """Load and validate a card, by path or by id.
 
     Parameters
@@ -218,6 +224,9 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
         A path to a ``.toml`` card, or a scenario id found in ``directory``.
     directory : Path, optional
         Where ids are looked up (default :func:`default_scenario_dir`).
+    text : str, optional
+        The card's text as read earlier (:attr:`Scenario.card_text`): the file is not
+        read again.
 
     Raises
     ------
@@ -231,9 +240,10 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
             raise KeyError(unknown_name_message("scenario", str(ref), cards))
         path = cards[str(ref)]
     source = str(path)
-    raw_bytes = _read_card(path)
+    raw_bytes = _read_card(path) if text is None else text.encode("utf-8")
+    text = _card_text(raw_bytes, source)
     try:
-        raw = tomllib.loads(_card_text(raw_bytes, source))
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise CardError(source, "(syntax)", f"not valid TOML: {exc}") from None
     card = CardTable(raw, source, "")
@@ -283,6 +293,7 @@ def load_scenario(ref: str | os.PathLike[str], directory: Path | None = None) ->
         card_hash=hashlib.sha256(raw_bytes).hexdigest(),
         network=MappingProxyType(network),
         requirements=requirements,
+        card_text=text,
     )
     card.check_unknown()
     return scenario

@@ -11,13 +11,14 @@ one record as JSON to ``OUT.json``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
 import os
 import platform
-import re
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -27,16 +28,24 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pets.masking import redact
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles, modelled_costs
 from pets.records import Record, write_atomic
 
-__all__ = ["CellSpec", "environment", "execute_cell", "main", "redact", "unsupported_message"]
+__all__ = [
+    "CellSpec",
+    "cell_process",
+    "environment",
+    "execute_cell",
+    "main",
+    "redact",
+    "unsupported_message",
+]
 
 #: Keys of a cell spec (a JSON object written by the runner).
 CellSpec = Mapping[str, Any]
 
 _PACKAGES = ("pets-sandbox", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy")
-_NHS_LIKE = re.compile(r"(?<!\d)\d{3} ?\d{3} ?\d{4}(?!\d)")
 
 
 def environment(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -116,11 +125,6 @@ def unsupported_message(backend: str, task_kinds: frozenset[str], kind: str) -> 
     return f"{backend} serves {', '.join(sorted(task_kinds))}, not {kind}"
 
 
-def redact(message: str) -> str:
-    """Mask anything shaped like an NHS number in an error message."""
-    return _NHS_LIKE.sub("<redacted>", message)
-
-
 def execute_cell(spec: CellSpec) -> Record:
     """Run one cell and return its record; never raises for a backend's fault.
 
@@ -138,7 +142,7 @@ def execute_cell(spec: CellSpec) -> Record:
         ProtocolRunner,
         describe_backend,
     )
-    from pets.scenarios import build_problem, load_scenario
+    from pets.scenarios import build_problem
     from pets.tasks import TASK_KINDS
     from pets.testing.verdicts import has_passing_verdict
 
@@ -160,7 +164,7 @@ def execute_cell(spec: CellSpec) -> Record:
     def failed(status: str, message: str, **extra: Any) -> Record:
         return Record(status=status, error=redact(message)[:4000], **base, **extra)
 
-    scenario = load_scenario(spec["card"])
+    scenario = _scenario(spec)
     base["kind"] = scenario.kind
     kind = TASK_KINDS[scenario.kind]
     target = spec["target"]
@@ -219,6 +223,22 @@ def execute_cell(spec: CellSpec) -> Record:
         runner,
         failed,
     )
+
+
+def _scenario(spec: CellSpec) -> Any:
+    """The cell's card from the text the runner read once (``card_text``), checked
+    against its hash, so an edit to the file during a run changes no later cell."""
+    import hashlib
+
+    from pets.scenarios import load_scenario
+
+    text = spec.get("card_text")
+    if not text:
+        return load_scenario(spec["card"])
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    if spec.get("card_hash") and digest != spec["card_hash"]:
+        raise ValueError("the card text handed to the worker does not match its hash")
+    return load_scenario(spec["card"], text=text)
 
 
 def _execute_in_process(
@@ -358,7 +378,7 @@ def _describe(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the worker process."""
+    """Run the cell of ``SPEC.json`` and write its record to ``OUT.json``."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m pets.worker SPEC.json OUT.json", file=sys.stderr)
@@ -369,5 +389,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cell_process(argv: list[str] | None = None) -> None:  # pragma: no cover - own process
+    """Entry point of a cell's worker process: :func:`main`, then end the cell.
+
+    The worker is a child subreaper, so whatever a backend forks stays under it; once
+    the record is written, everything under it is killed and the process ends at once,
+    so a thread a backend left running cannot hold the cell open past its result.
+    """
+    import multiprocessing.util
+
+    from pets.containment import CELL_VARIABLE, become_subreaper, stop_cell
+
+    become_subreaper()
+    code = main(argv)
+    stop_cell(os.environ.get(CELL_VARIABLE), os.getpid(), keep_root=True)
+    with contextlib.suppress(OSError):  # the fork server's socket folder
+        shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    cell_process()

@@ -256,3 +256,95 @@ class MalformedClaim(Plaintext):
             pet_class=PetClass.DP,
             claim=Claim(epsilon=1.0, delta=0.0, privacy_unit="", formal=True),
         )
+
+
+def _start_sleeper(how: str) -> str:
+    """Fork a process that outlives this one's work: in this process group (``group``),
+    in a new session (``setsid``) or behind a double fork in a new session
+    (``double``). Returns its ``<pid>.<start>`` once it runs."""
+    import os
+
+    from pets.containment import owner_id
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the sleeper
+        try:
+            os.close(read_end)
+            if how in ("setsid", "double", "kill_worker"):
+                os.setsid()
+            if how == "double" and os.fork():
+                os._exit(0)
+            os.write(write_end, owner_id().encode())
+            os.close(write_end)
+            time.sleep(600)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    if how == "double":
+        os.waitpid(pid, 0)
+    with os.fdopen(read_end, "rb") as fh:
+        return fh.read().decode()
+
+
+class Forking(Plaintext):
+    """Plaintext, but each party first forks a sleeping process (see ``how``) and notes
+    its ``<pid>.<start>`` in ``pid_dir``; with ``how="kill_worker"`` the recipient then
+    kills the cell's worker process outright, before the worker can clean up."""
+
+    def __init__(self, *, how: str = "group", pid_dir: str = "") -> None:
+        self.how = how
+        self.pid_dir = pid_dir
+
+    def run_party(self, context: PartyContext) -> object:
+        import os
+        import signal
+        from pathlib import Path
+
+        owner = _start_sleeper(self.how)
+        (Path(self.pid_dir) / f"{self.how}-{context.name}").write_text(owner)
+        if self.how == "kill_worker" and context.name == context.task.recipient:
+            fork_server = int(Path(f"/proc/{os.getppid()}/stat").read_text().split()[3])
+            os.kill(fork_server, signal.SIGKILL)  # the fork server's parent: the worker
+            time.sleep(600)
+        return super().run_party(context)
+
+
+class LeavesAThread(Backend):
+    """Prototyping style (runs in the worker): answers with local sums, leaving a
+    non-daemon thread running, as a careless library might."""
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(task_kinds=frozenset({"aggregate"}), pet_class=PetClass.BASELINE)
+
+    def run(self, task: Task, session: object) -> AggregateOutput:
+        import threading
+
+        threading.Thread(target=time.sleep, args=(600,), daemon=False).start()
+        total = None
+        for holder in task.parties_with_role("data_holder"):
+            with session.as_party(holder) as me:  # type: ignore[attr-defined]
+                sums = local_aggregate(me.data, task)
+            total = sums if total is None else total + sums
+        with session.as_party(task.recipient):  # type: ignore[attr-defined]
+            out = AggregateOutput(finish_means(total, task))
+            session.reveal(task.recipient, "table", out)  # type: ignore[attr-defined]
+        return out
+
+
+class PrintsAndCrashes(_Misbehaving):
+    """Writes identifiers in several forms to standard error, then kills the worker (so
+    the record is made from the stderr tail)."""
+
+    def run(self, task: Task, session: object) -> object:
+        import os
+        import sys
+
+        print("rows: 943 476 5919, 943-476-5919, 943.476.5919, 9434765919", file=sys.stderr)
+        print("born 1980-05-04 or 04/05/1980, lives in LS12 4AB, district EH10", file=sys.stderr)
+        sys.stderr.flush()
+        os.abort()

@@ -1,0 +1,202 @@
+"""One cell's worker process, seen from the runner: start, watch, end, record.
+
+The worker runs ``pets.worker.cell_process`` in a session of its own, with a scratch
+folder as ``TMPDIR`` and the cell's token in :data:`pets.containment.CELL_VARIABLE`.
+:meth:`CellProcess.poll` enforces the limits (a record already written wins over a
+late timeout) and, once the cell ends for any reason, kills every process of the cell
+(:func:`pets.containment.stop_cell`) and turns what happened into a record: the
+worker's own, or one saying how the process ended with the last lines of its standard
+error, masked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pets.containment import CELL_VARIABLE, descendants, process_table, stop_cell
+from pets.masking import redact
+from pets.processes import die_with_parent
+from pets.records import Record
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pets.runner import Cell
+
+__all__ = ["CellProcess", "how_ended"]
+
+#: How a cell's worker starts: ``-c`` rather than ``-m pets.worker``, which would warn
+#: (runpy) that the package imported the module first, burying a crash's real stderr.
+_WORKER = "import sys; from pets.worker import cell_process; cell_process(sys.argv[1:])"
+#: Seconds between two measurements of a cell's memory.
+_MEASURE_EVERY_S = 0.2
+
+
+def how_ended(code: int | None) -> str:
+    """``exit code 3`` or ``killed by signal SIGSEGV (11)``."""
+    if code is None or code >= 0:
+        return f"exit code {code}"
+    try:
+        name = signal.Signals(-code).name
+    except ValueError:
+        name = "signal"
+    return f"killed by signal {name} ({-code})"
+
+
+@dataclass
+class CellProcess:
+    """A started cell: its worker process and its files in the run's scratch folder."""
+
+    cell: Cell
+    process: subprocess.Popen[bytes]
+    spec_path: Path
+    out_path: Path
+    stderr_path: Path
+    started: float
+    scratch: Path
+    token: str
+    peak_mb: float = 0.0
+    measured: float = 0.0
+    killed_for: str | None = None
+
+    @classmethod
+    def start(
+        cls,
+        cell: Cell,
+        spec: Mapping[str, Any],
+        folder: Path,
+        n: int,
+        token: str,
+        *,
+        python: str = sys.executable,
+    ) -> CellProcess:
+        """Start cell number ``n`` of a run whose scratch folder is ``folder``."""
+        spec_path = folder / f"{n}.spec.json"
+        out_path = folder / f"{n}.out.json"
+        stderr_path = folder / f"{n}.stderr"
+        spec_path.write_text(json.dumps(dict(spec)))
+        # the cell's own scratch folder (short, so the fork server's socket fits in it):
+        # whatever its backend writes there is removed when the cell ends, however it ends
+        scratch = folder / str(n)
+        scratch.mkdir(mode=0o700, exist_ok=True)
+        env = dict(os.environ)
+        env["TMPDIR"] = str(scratch)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+        env[CELL_VARIABLE] = token  # every process of the cell inherits it
+        env.setdefault("OMP_NUM_THREADS", "1")
+        with open(stderr_path, "wb") as err:
+            process = subprocess.Popen(
+                [python, "-c", _WORKER, str(spec_path), str(out_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=env,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # a runner killed outright takes its cells along
+            )
+        return cls(
+            cell, process, spec_path, out_path, stderr_path, time.monotonic(), scratch, token
+        )
+
+    def poll(self, timeout_s: float, memory_mb: float | None) -> Record | None:
+        """The cell's record once it has ended (or was stopped at a limit), else None.
+
+        A record the worker has written wins: past the timeout the cell is then ended
+        and recorded with its own result, not as a timeout.
+        """
+        code = self.process.poll()
+        now = time.monotonic()
+        elapsed = now - self.started
+        written = self.out_path.exists()  # written atomically: complete if there
+        if code is None:
+            if written:
+                if elapsed <= timeout_s:
+                    return None  # the worker is ending the cell itself
+            elif elapsed > timeout_s:
+                self.killed_for = "timeout"
+            elif memory_mb is not None and now - self.measured >= _MEASURE_EVERY_S:
+                self.measured = now
+                rss = _tree_rss_mb(self.process.pid)
+                self.peak_mb = max(self.peak_mb, rss)
+                if rss > memory_mb:
+                    self.killed_for = "memory"
+            if not written and self.killed_for is None:
+                return None
+        self.kill()  # the cell ends here: whatever it left running goes with it
+        try:
+            return self._record(elapsed, timeout_s, memory_mb)
+        finally:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+            for path in (self.spec_path, self.out_path, self.stderr_path):
+                path.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """Kill the cell: its worker (if still running), everything under it and every
+        process that carries its token, wherever it was reparented."""
+        alive = self.process.poll() is None
+        stop_cell(self.token, self.process.pid if alive else None)
+        if alive:  # not reaped yet, so the group id cannot have been reused
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def _record(self, elapsed: float, timeout_s: float, memory_mb: float | None) -> Record:
+        cell = self.cell
+        base = {
+            "scenario": cell.scenario.id,
+            "backend": cell.backend,
+            "params": dict(cell.params),
+            "size": cell.size,
+            "seed": cell.seed,
+            "repeat": cell.repeat,
+            "card_hash": cell.scenario.card_hash,
+            "kind": cell.scenario.kind,
+            "key": cell.key,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        cost = {"wall_s": elapsed, "peak_rss_mb": self.peak_mb or None}
+        if self.killed_for == "timeout":
+            return Record(
+                status="timeout",
+                error=f"cell exceeded the {timeout_s:g} s timeout and was stopped",
+                cost=cost,
+                **base,
+            )
+        if self.killed_for == "memory":
+            return Record(
+                status="failed",
+                error=f"cell exceeded the {memory_mb:g} MiB memory limit and was stopped",
+                cost=cost,
+                **base,
+            )
+        if self.out_path.exists():
+            return Record.from_dict(json.loads(self.out_path.read_text()))
+        tail = self.stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
+        message = f"cell process ended without a record ({how_ended(self.process.returncode)})"
+        if tail:
+            message += ": " + " | ".join(tail)
+        return Record(status="failed", error=redact(message)[:4000], cost=cost, **base)
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants, in MiB (Linux /proc)."""
+    total = 0.0
+    for p in [pid, *descendants(pid, process_table())]:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+                    break
+        except (OSError, ValueError):
+            continue
+    return total
