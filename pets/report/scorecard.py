@@ -85,6 +85,7 @@ def _cells(frame: pd.DataFrame) -> pd.DataFrame:
         rows.append(
             {
                 "scenario": r["scenario"],
+                "card_hash": r["card_hash"] if isinstance(r.get("card_hash"), str) else "",
                 "backend": r["backend"],
                 "params": params_label(params),
                 "size": r.get("size"),
@@ -141,14 +142,16 @@ def scorecard(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     out = {}
     for scenario, group in table.groupby("scenario", sort=True):
         rows = []
-        for (backend, params, size), cells in group.groupby(
-            ["backend", "params", "size"], sort=False, dropna=False
+        versions = group["card_hash"].nunique()  # records of an edited card stay apart
+        for (backend, params, size, card_hash), cells in group.groupby(
+            ["backend", "params", "size", "card_hash"], sort=False, dropna=False
         ):
+            label = f"{params} [card {card_hash[:8]}]".strip() if versions > 1 else params
             ok = cells[cells["status"] == "ok"]
             value, low, high = mean_interval(ok["value"])
             row = {
                 "backend": backend,
-                "params": params,
+                "params": label,
                 "size": size,
                 "pet_class": cells["pet_class"].iloc[0],
                 "status": min(cells["status"], key=lambda v: _STATUS_ORDER.get(v, 3)),
