@@ -131,12 +131,14 @@ def become_subreaper() -> bool:
 
 def carrying(prefix: str) -> list[int]:
     """Live processes whose environment sets :data:`CELL_VARIABLE` to a value starting
-    with ``prefix`` (a cell's token, or ``<runner id>/`` for a whole run).
+    with ``prefix``: a cell's token exactly, or (ending in ``/``) every cell of a run.
 
     A process whose environment cannot be read (another user's, or a non-dumpable one
     when this process lacks ``CAP_SYS_PTRACE``) is not found this way.
     """
     needle = f"\0{CELL_VARIABLE}={prefix}".encode()
+    if not prefix.endswith("/"):
+        needle += b"\0"  # one cell's token exactly: cell 1 is not cell 12
     me = os.getpid()
     found = []
     for entry in os.scandir("/proc"):

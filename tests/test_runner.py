@@ -214,7 +214,11 @@ def _workers_under(marker: str) -> list[int]:
             state = (entry / "stat").read_text().split()[2]
         except OSError:
             continue
-        if b"pets.worker" in argv and any(marker.encode() in a for a in argv) and state != "Z":
+        if (
+            any(b"pets.worker" in a for a in argv)
+            and any(marker.encode() in a for a in argv)
+            and state != "Z"
+        ):
             found.append(int(entry.name))
     return found
 
