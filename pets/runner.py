@@ -492,6 +492,10 @@ def run(
         One row per record (see :func:`pets.records.records_frame`); the run folder is
         in ``DataFrame.attrs["out"]``.
     """
+    if allow_changed and not resume:
+        raise checks.OptionError(
+            "--allow-changed", "applies only with --resume (a new version of a card in a run)"
+        )
     checks.check_run_options(
         size=size,
         seeds=seeds,

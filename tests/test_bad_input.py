@@ -70,6 +70,7 @@ OPTION_CASES = [
     (["--size", "0"], ["--size", ">= 100", "got 0"]),
     (["--leakage", "ful"], ["--leakage", "'full'"]),
     (["--param", "epsilon"], ["--param", "KEY=VALUE"]),
+    (["--allow-changed"], ["--allow-changed", "only with --resume"]),
 ]
 
 

@@ -141,8 +141,10 @@ class PartyLauncher:
 
 def _short_socket_folder() -> None:
     """Make multiprocessing keep its sockets under a short folder: the fork server's Unix
-    socket path must fit in 107 bytes, and a cell's ``TMPDIR`` can be long."""
-    if len(tempfile.gettempdir()) <= 40:
+    socket path (``<tmp>/pymp-XXXXXXXX/listener-XXXXXXXX``, 32 bytes past the folder)
+    must fit in 107 bytes. A cell's ``TMPDIR`` is short enough, so the socket stays in
+    the cell's scratch folder and goes with it."""
+    if len(tempfile.gettempdir()) <= 70:
         return
     saved = tempfile.tempdir
     tempfile.tempdir = "/tmp" if os.path.isdir("/tmp") else saved
