@@ -246,8 +246,12 @@ class ResultStore:
         if self._lock_fd is not None:  # already ours
             yield
             return
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = _store_call(self, lambda: os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644))
+
+        def open_lock() -> int:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+
+        fd = _store_call(self, open_lock)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

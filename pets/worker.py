@@ -401,14 +401,19 @@ def cell_process(argv: list[str] | None = None) -> None:  # pragma: no cover - o
     from pets.containment import CELL_VARIABLE, become_subreaper, stop_cell
 
     become_subreaper()
-    code = main(argv)
-    stop_cell(os.environ.get(CELL_VARIABLE), os.getpid(), keep_root=True)
-    with contextlib.suppress(OSError):  # the fork server's socket folder
-        shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(code)
+    code = 1
+    try:
+        code = main(argv)
+    except BaseException:  # the runner records the stderr tail (masked)
+        traceback.print_exc()
+    finally:
+        stop_cell(os.environ.get(CELL_VARIABLE), os.getpid(), keep_root=True)
+        with contextlib.suppress(OSError):  # the fork server's socket folder
+            shutil.rmtree(multiprocessing.util.get_temp_dir(), ignore_errors=True)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 if __name__ == "__main__":
