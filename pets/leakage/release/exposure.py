@@ -6,7 +6,8 @@ copies a few per cent of its real rows verbatim: the other rows dilute them. Pri
 about the worst-off patient, so two attacks look at the tail instead. Both compare the
 custodian's patients (members) with held-out patients who were never in its rows
 (controls), by each patient's distance to the closest released row in the attacker's
-view (Gower-like, per column, :func:`pets.leakage.release.distances.nearest_rows`):
+view (Gower-like, per column: :meth:`AttackerView.closest_distances
+<pets.leakage.release.view.AttackerView.closest_distances>`):
 
 - ``record_copies``: the share of members with a released row at distance 0
   (``match="exact"``) or at most :data:`NEAR_DISTANCE` per column (``match="near"``:
@@ -41,7 +42,6 @@ import numpy as np
 
 from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate_result
 from pets.leakage.rates import clopper_pearson, difference_interval
-from pets.leakage.release.distances import nearest_rows
 from pets.leakage.release.view import MIN_TARGETS, AttackerView, prepare_view, view_summary
 
 __all__ = [
@@ -133,11 +133,7 @@ def exposure_attacks(
     """Run ``record_copies`` (exact and near) and ``membership_at_low_fpr`` on the
     distances of ``members`` and ``controls`` to their closest released rows."""
     start = time.perf_counter()
-    released = view.scaled(view.release)
-    d = len(view.columns)
-    _, near_in = nearest_rows(view.scaled(view.original[members]), released, view.numeric)
-    _, near_out = nearest_rows(view.scaled(view.control[controls]), released, view.numeric)
-    dist_in, dist_out = near_in[:, 0] / d, near_out[:, 0] / d
+    dist_in, dist_out = view.closest_distances(members, controls)
     shared = (time.perf_counter() - start) / 3  # the distances, booked to each result
     sizes = {"members": len(members), "controls": len(controls), **common}
     results = [

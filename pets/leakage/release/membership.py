@@ -23,7 +23,6 @@ import numpy as np
 
 from pets.leakage._base import AttackResult, rate_result
 from pets.leakage.rates import Rate, balanced_halves, cross_fitted_hits, roc_figures
-from pets.leakage.release.distances import nearest_rows
 from pets.leakage.release.view import AttackerView
 
 __all__ = ["DCR", "MEMBERSHIP", "distance_attacks"]
@@ -43,11 +42,7 @@ def distance_attacks(
     """The distance to closest record of ``members`` (original rows) and ``others``
     (held-out rows): the diagnostic and the membership attack on it."""
     start = time.perf_counter()
-    released = view.scaled(view.release)
-    d = len(view.columns)
-    _, near_in = nearest_rows(view.scaled(view.original[members]), released, view.numeric)
-    _, near_out = nearest_rows(view.scaled(view.control[others]), released, view.numeric)
-    dcr_in, dcr_out = near_in[:, 0] / d, near_out[:, 0] / d
+    dcr_in, dcr_out = view.closest_distances(members, others)
     shared = time.perf_counter() - start  # booked to the membership attack
 
     start = time.perf_counter()

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from pets.leakage._base import AttackContext
+from pets.leakage.release.distances import nearest_rows
 from pets.tasks import ReleaseOutput, public_ranges
 
 __all__ = [
@@ -93,6 +94,17 @@ class AttackerView:
         num = self.numeric[cols]
         out[:, num] = np.clip((out[:, num] - self.low[cols][num]) / self.width[cols][num], 0, 1)
         return out
+
+    def closest_distances(
+        self, members: np.ndarray, others: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Return the distance per column from each original row ``members`` and each
+        held-out row ``others`` to its closest released row."""
+        released = self.scaled(self.release)
+        d = len(self.columns)
+        _, near_in = nearest_rows(self.scaled(self.original[members]), released, self.numeric)
+        _, near_out = nearest_rows(self.scaled(self.control[others]), released, self.numeric)
+        return near_in[:, 0] / d, near_out[:, 0] / d
 
 
 def attacker_view(
