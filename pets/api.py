@@ -277,7 +277,12 @@ class Capabilities:
     deterministic : bool
         True when the recipient's output is the same on every run on the same inputs
         with the same parameters (the transcript may still differ, e.g. fresh keys). The
-        conformance kit checks it (``pets check``).
+        conformance kit checks it (``pets check``). Every non-cryptographic random
+        choice should be drawn from the cell's seed (``task.public["seed"]``).
+    unseeded_randomness : tuple of str
+        Random draws the cell's seed cannot fix, each named with its source (e.g. noise
+        a DP library draws from its own secure generator); empty when every draw is
+        seeded or there is none. The cell's record carries it.
     """
 
     task_kinds: frozenset[str]
@@ -287,6 +292,11 @@ class Capabilities:
     extra: str | None = None
     sockets: bool = False
     deterministic: bool = False
+    unseeded_randomness: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.unseeded_randomness, str):
+            raise TypeError("Capabilities.unseeded_randomness must be a tuple of strings")
 
     def to_dict(self) -> dict[str, Any]:
         """Return the capabilities as JSON-ready data."""
@@ -298,6 +308,7 @@ class Capabilities:
             "extra": self.extra,
             "sockets": self.sockets,
             "deterministic": self.deterministic,
+            "unseeded_randomness": list(self.unseeded_randomness),
         }
 
     @classmethod
@@ -326,7 +337,14 @@ class Capabilities:
             extra=extra,
             sockets=bool(data.get("sockets", False)),
             deterministic=bool(data.get("deterministic", False)),
+            unseeded_randomness=_strings(data.get("unseeded_randomness", ())),
         )
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(x, str) for x in value):
+        raise ValueError("Capabilities.unseeded_randomness must be a list of strings")
+    return tuple(value)
 
 
 class PartyFailure(RuntimeError):

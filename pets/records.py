@@ -108,6 +108,8 @@ class Record:
     isolation: str = ""
     api_version: int | None = None
     verified: bool = False
+    deterministic: bool | None = None
+    unseeded_randomness: list[str] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -505,9 +507,11 @@ def records_frame(records: Iterable[Record]) -> pd.DataFrame:
                 "isolation",
                 "api_version",
                 "verified",
+                "deterministic",
                 "schema_version",
             )
         }
+        row["unseeded_randomness"] = json.dumps(data["unseeded_randomness"])
         row["params"] = json.dumps(data["params"], sort_keys=True)
         for k, v in data["accuracy"].items():
             row[f"accuracy.{k}"] = v

@@ -22,7 +22,15 @@ import pandas as pd
 from pets.expressions import select_rows
 from pets.network import NetworkProfile
 from pets.registry import unknown_name_message
-from pets.tasks import TASK_KINDS, CardError, CardTable, PartyRole, Problem, ScenarioData
+from pets.tasks import (
+    TASK_KINDS,
+    CardError,
+    CardTable,
+    PartyRole,
+    Problem,
+    ScenarioData,
+    freeze,
+)
 
 __all__ = [
     "ATTACKER_MODELS",
@@ -34,6 +42,7 @@ __all__ = [
     "Requirements",
     "Scenario",
     "Sweep",
+    "backend_seed",
     "build_problem",
     "default_scenario_dir",
     "find_scenarios",
@@ -510,5 +519,16 @@ def build_problem(scenario: Scenario, size: int, seed: int) -> Problem:
     problem = kind.build(
         scenario.task_params, scenario.parties, ScenarioData(partitions, holdout, rng)
     )
-    problem.task = replace(problem.task, scenario=scenario.id)
+    public = {**problem.task.public, "seed": backend_seed(size, seed)}
+    problem.task = replace(problem.task, scenario=scenario.id, public=freeze(public))
     return problem
+
+
+def backend_seed(size: int, seed: int) -> int:
+    """Return the seed a cell hands its backend for non-cryptographic random choices.
+
+    Derived from the cell's (size, seed) and published in ``task.public["seed"]``, so
+    one cell gives the same release on every run. It is not the seed the cohort was
+    drawn from.
+    """
+    return int(np.random.SeedSequence([seed, size, 0xBAC4E2D]).generate_state(1)[0])

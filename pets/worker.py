@@ -185,6 +185,8 @@ def execute_cell(spec: CellSpec) -> Record:
     except (TypeError, ValueError) as exc:
         return failed("failed", f"{spec['backend']!r} declared invalid capabilities: {exc}")
     base["pet_class"] = capabilities.pet_class.value
+    base["deterministic"] = capabilities.deterministic
+    base["unseeded_randomness"] = list(capabilities.unseeded_randomness)
     base["api_version"] = description.api_version
     base["verified"] = has_passing_verdict(target, description.params)
     if scenario.kind not in capabilities.task_kinds:

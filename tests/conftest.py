@@ -67,6 +67,12 @@ def make_registry() -> Registry:
         ("file_drop", "FileDrop"),
     ):
         reg.add(name, f"intruders:{cls}")
+    for name, cls in (
+        ("copies_verbatim", "CopiesVerbatim"),
+        ("copies_reencoded", "CopiesReencoded"),
+        ("copies_perturbed", "CopiesPerturbed"),
+    ):
+        reg.add(name, f"copiers:{cls}")
     return reg
 
 

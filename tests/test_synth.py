@@ -3,12 +3,14 @@ utility as the harness measures it, and releases answering a query workload."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import pets
 from pets.api import UnsupportedTask
 from pets.backends.dp.opendp_ops import zcdp_budget, zcdp_epsilon
 from pets.backends.release import Deidentified, Raw
@@ -173,3 +175,43 @@ def test_release_card_names_its_workload(tmp_path, scenario_dir):
     )
     with pytest.raises(CardError, match=r"reads \['age'\].*add them to task.columns"):
         load_scenario(tmp_path / "research_data_release.toml")
+
+
+def test_one_cell_gives_one_copula_release_and_another_seed_another(scenario_dir):
+    def table(seed):
+        out = solve_card(SynthCopula(), "research_data_release", scenario_dir, 2_000, seed)[0]
+        return out.table
+
+    first = table(0)
+    pd.testing.assert_frame_equal(first, table(0))
+    assert not first.equals(table(1))
+
+
+def test_noise_no_seed_fixes_is_named_in_the_capabilities_and_the_record(
+    tmp_path, registry, scenario_dir
+):
+    from pets.api import Capabilities
+    from pets.backends.dp.opendp_backend import OpenDP
+    from pets.backends.randomness import OPENDP_NOISE
+
+    caps = SynthDP(epsilon=1.0).capabilities
+    assert not caps.deterministic
+    assert caps.unseeded_randomness == (OPENDP_NOISE,)
+    assert OPENDP_NOISE in OpenDP(epsilon=1.0).capabilities.unseeded_randomness
+    assert Capabilities.from_dict(caps.to_dict()) == caps
+    assert SynthCopula().capabilities.deterministic
+    assert SynthCopula().capabilities.unseeded_randomness == ()
+    frame = pets.run(
+        ["multi_site_prevalence"],
+        ["opendp"],
+        quick=True,
+        leakage="off",
+        out=tmp_path / "run",
+        registry=registry,
+        scenario_dir=scenario_dir,
+        progress=False,
+    )
+    assert (frame["status"] == "ok").all()
+    for _, row in frame.iterrows():
+        assert json.loads(row["unseeded_randomness"]) == [OPENDP_NOISE]
+        assert not row["deterministic"]

@@ -70,6 +70,8 @@ RISK_FLAGS = {
     "linkability": "links_records",
     "attribute_inference": "infers_attributes",
     "membership_inference": "reveals_membership",
+    "membership_at_low_fpr": "reveals_membership",
+    "record_copies": "copies_records",
     "model_extraction": "model_extracted",
     "update_reconstruction": "reconstructs",
 }
@@ -93,6 +95,7 @@ def attack_families() -> tuple[tuple[str, Family], ...]:
         release,
         transcript,
     )
+    from pets.leakage.release import exposure
 
     return (
         ("transcript_exposure", transcript.attack),
@@ -100,6 +103,7 @@ def attack_families() -> tuple[tuple[str, Family], ...]:
         ("reconstruction", reconstruction.attack),
         ("linkage", linkage.attack),
         ("release", release.attack),
+        ("release_exposure", exposure.attack),
         ("membership_inference", membership.attack),
         ("model_extraction", extraction.attack),
         ("update_reconstruction", federated.attack),
@@ -229,6 +233,8 @@ def _judge(results: list[dict[str, Any]], claim: Any) -> tuple[list[str], dict[s
             flags.append(name)
 
     for r in scored:
+        if r.get("flag") in RISK_FLAGS.values():  # a per-person attack's own threshold
+            flag(r["flag"])
         if r["attack"] == "transcript_exposure" and r["residual_risk"] > EXPOSURE_THRESHOLD:
             flag("exposes_inputs")
             if "inputs" not in claim.declared_leakage:

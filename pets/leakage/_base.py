@@ -13,14 +13,20 @@ attacker observes; the harness scores it, never the backend.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from pets.api import Claim
-from pets.leakage.rates import Rate, residual_risk
+from pets.leakage.rates import (
+    Rate,
+    balanced_coins,
+    balanced_targets,
+    control_share,
+    residual_risk,
+)
 from pets.session import Session
 from pets.tasks import Problem
 
@@ -257,38 +263,6 @@ def make_rerun(factory: Callable[[], Any]) -> Rerun:
     return rerun
 
 
-def control_share(hits: int, trials: int) -> float | None:
-    """Return the control rate ``hits / trials``, or None when there was no control."""
-    return hits / trials if trials > 0 else None
-
-
-def balanced_coins(count: int, rng: np.random.Generator) -> np.ndarray:
-    """Return ``count`` secrets of hypothetical non-members, half 0 and half 1."""
-    return rng.permutation(np.arange(count) % 2)
-
-
 def not_applicable(attack: str, attacker: str, observer: str, why: str) -> AttackResult:
     """Return the result of an attack whose attacker observes nothing to attack."""
     return AttackResult(attack, attacker, observer, applicable=False, note=why)
-
-
-def balanced_targets(
-    secrets: np.ndarray,
-    count: int,
-    rng: np.random.Generator,
-    eligible: Sequence[bool] | None = None,
-) -> np.ndarray:
-    """Return up to ``count`` row positions, half with secret 1 and half with 0.
-
-    Balanced targets make the baseline (guessing) exactly one half, so a high
-    success rate is never the prevalence of the majority value.
-    """
-    secrets = np.asarray(secrets)
-    mask = np.ones(len(secrets), bool) if eligible is None else np.asarray(eligible, bool)
-    ones = np.flatnonzero(mask & (secrets == 1))
-    zeros = np.flatnonzero(mask & (secrets == 0))
-    half = min(count // 2, len(ones), len(zeros))
-    picked = np.concatenate(
-        [rng.choice(ones, half, replace=False), rng.choice(zeros, half, replace=False)]
-    )
-    return rng.permutation(picked)

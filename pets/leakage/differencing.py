@@ -33,12 +33,10 @@ import pandas as pd
 from pets.leakage._base import (
     AttackContext,
     AttackResult,
-    balanced_coins,
-    balanced_targets,
-    control_share,
     not_applicable,
     rate_result,
 )
+from pets.leakage.rates import balanced_coins, balanced_targets, control_share
 from pets.tasks import freeze
 from pets.tasks.query import parse_workload
 

@@ -46,28 +46,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
-from sklearn.metrics import roc_auc_score, roc_curve
 
 from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate_result
+from pets.leakage.rates import balanced_halves, cross_fitted_hits, roc_figures
 from pets.tasks import LogisticModel, design_matrix, fit_logistic, labels
 
 __all__ = [
     "PER_EXAMPLE_VARIANCE_SHADOWS",
     "attack",
-    "balanced_halves",
-    "best_threshold",
-    "cross_fitted_hits",
     "lira_scores",
-    "roc_figures",
 ]
 
 ATTACK = "membership_inference"
 
 #: From this many shadows on, LiRA estimates each target's variances on its own.
 PER_EXAMPLE_VARIANCE_SHADOWS = 32
-
-#: False-positive rates at which the true-positive rate is reported.
-FPR_LEVELS = (1e-2, 1e-3)
 
 
 def attack(context: AttackContext) -> list[AttackResult]:
@@ -274,57 +267,6 @@ def _stratified(
     if pick_in.size % 2:  # the two halves of the targets hold as many of each side
         pick_in, pick_out = pick_in[:-1], pick_out[:-1]
     return pick_in, pick_out
-
-
-def roc_figures(scores: np.ndarray, is_member: np.ndarray) -> dict[str, float]:
-    """Return AUC, advantage (max TPR - FPR), TPR at :data:`FPR_LEVELS` and the
-    smallest resolvable FPR of a membership score (higher: member)."""
-    scores = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=0.0, posinf=1e300)
-    scores = np.maximum(scores, -1e300)
-    fpr, tpr, _ = roc_curve(is_member, scores)
-    out = {
-        "auc": float(roc_auc_score(is_member, scores)),
-        "advantage": float(max(0.0, np.max(tpr - fpr))),
-    }
-    for level in FPR_LEVELS:
-        out[f"tpr_at_fpr_{level:.0e}".replace("e-0", "e-")] = float(tpr[fpr <= level].max())
-    out["min_resolvable_fpr"] = 1.0 / int(np.sum(~np.asarray(is_member, bool)))
-    return out
-
-
-def balanced_halves(is_member: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Assign each target to half 0 or 1, members and non-members split evenly."""
-    is_member = np.asarray(is_member, bool)
-    half = np.empty(len(is_member), int)
-    for group in (is_member, ~is_member):
-        where = np.flatnonzero(group)
-        side = np.zeros(len(where), int)
-        side[len(where) // 2 :] = 1
-        half[where] = rng.permutation(side)
-    return half
-
-
-def best_threshold(scores: np.ndarray, is_member: np.ndarray) -> float:
-    """The threshold (member when score >= it) with the best balanced accuracy."""
-    values = np.unique(scores)
-    candidates = np.concatenate(
-        [[values[0] - 1.0], (values[:-1] + values[1:]) / 2.0, [values[-1] + 1.0]]
-    )
-    members, others = np.sort(scores[is_member]), np.sort(scores[~is_member])
-    tpr = 1.0 - np.searchsorted(members, candidates, side="left") / max(1, len(members))
-    tnr = np.searchsorted(others, candidates, side="left") / max(1, len(others))
-    return float(candidates[int(np.argmax(tpr + tnr))])
-
-
-def cross_fitted_hits(scores: np.ndarray, is_member: np.ndarray, halves: np.ndarray) -> int:
-    """Correct calls of thresholds each chosen on one half of the targets and applied to
-    the other half (so the threshold search is not scored on its own data)."""
-    hits = 0
-    for fit_half in (0, 1):
-        fit, test = halves == fit_half, halves != fit_half
-        t = best_threshold(scores[fit], is_member[fit])
-        hits += int(np.sum((scores[test] >= t) == is_member[test]))
-    return hits
 
 
 def _result(

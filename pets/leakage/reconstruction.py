@@ -28,12 +28,11 @@ import numpy as np
 from pets.leakage._base import (
     AttackContext,
     AttackResult,
-    balanced_coins,
-    control_share,
     not_applicable,
     rate_result,
 )
 from pets.leakage.differencing import QUERY_QIS, literal, phantom_district, unique_targets
+from pets.leakage.rates import balanced_coins, control_share
 from pets.tasks import freeze
 from pets.tasks.query import parse_workload
 

@@ -29,6 +29,7 @@ from pets.backends.dp.opendp_ops import (
 from pets.backends.mpc import Mpyc
 from pets.backends.mpc.mpyc_backend import aggregate_length, to_fixed
 from pets.backends.mpc.party import MpcParty
+from pets.backends.randomness import OPENDP_NOISE
 from pets.tasks import cell_grid, finish_means, local_aggregate, sums_from_vector
 
 __all__ = ["MpycOpenDP"]
@@ -98,6 +99,7 @@ class MpycOpenDP(Mpyc):
             needs_processes=True,
             extra="dp",
             sockets=True,
+            unseeded_randomness=(OPENDP_NOISE,),
         )
 
     def _aggregate(self, context: PartyContext, mpc: MpcParty) -> AggregateOutput | None:

@@ -38,6 +38,7 @@ from pets.api import (
     UnsupportedTask,
 )
 from pets.backends.dp.opendp_ops import laplace_release, statistic
+from pets.backends.randomness import DIFFPRIVLIB_NOISE, OPENDP_NOISE
 from pets.tasks import DERIVED_FEATURES, design_matrix, labels, public_ranges
 from pets.wire import pack, unpack
 
@@ -104,6 +105,7 @@ class Diffprivlib(Backend):
                 else "The DP guarantee covers each holder's model and count.",
             ),
             extra="dp",
+            unseeded_randomness=(DIFFPRIVLIB_NOISE, OPENDP_NOISE),
         )
 
     def _fit(self, x: np.ndarray, y: np.ndarray, task: Task, epsilon: float) -> np.ndarray:

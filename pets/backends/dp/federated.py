@@ -33,6 +33,7 @@ from pets.api import (
     UnsupportedTask,
 )
 from pets.backends.dp.opendp_ops import gaussian_noise, zcdp_budget
+from pets.backends.randomness import OPENDP_NOISE
 from pets.tasks import design_matrix, labels
 from pets.wire import pack, unpack
 
@@ -131,6 +132,7 @@ class FedAvgDP(Backend):
                 "trust's own rows never leave it.",
             ),
             extra="dp",
+            unseeded_randomness=(OPENDP_NOISE,),
         )
 
     def noise_multiplier(self) -> float:

@@ -52,6 +52,7 @@ from pets.backends.dp.opendp_ops import (
     statistic,
 )
 from pets.backends.plaintext import serve_workload
+from pets.backends.randomness import OPENDP_NOISE
 from pets.tasks import (
     finish_means,
     local_aggregate,
@@ -179,6 +180,7 @@ class OpenDP(Backend):
                 "The data holder computes on its own rows and sees them in the clear.",
             ),
             extra="dp",
+            unseeded_randomness=(OPENDP_NOISE,),
         )
 
     def run_party(self, context: PartyContext) -> AggregateOutput | QueryOutput | None:

@@ -49,7 +49,8 @@ class SynthCopula(TableRelease):
     distribution : str
         Marginal family of continuous columns: one of :data:`DISTRIBUTIONS`.
     seed : int or None
-        Seeds the interval draws and the copula's sampling.
+        Seeds the interval draws and the copula's sampling; None takes the cell's seed
+        (``task.public["seed"]``), so one cell gives the same release on every run.
     """
 
     def __init__(self, *, distribution: str = "beta", seed: int | None = None) -> None:
@@ -77,6 +78,7 @@ class SynthCopula(TableRelease):
                 ),
             ),
             extra="synth",
+            deterministic=True,
         )
 
     def publish(self, frame: pd.DataFrame, columns: list[str], task: Task) -> pd.DataFrame:
@@ -86,8 +88,7 @@ class SynthCopula(TableRelease):
 
         from pets.backends.synth._unit_uniform import UnitUniform
 
-        del task
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(self.seed if self.seed is not None else task.public.get("seed"))
         # the codings only sort columns into continuous and coded ones here: continuous
         # columns stay numbers, so their bin count plays no part
         codings = public_codings(frame, columns)

@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from pets.api import Capabilities, Claim, PetClass, Task
+from pets.backends.randomness import OPENDP_NOISE
 from pets.backends.release import TableRelease
 from pets.backends.synth.coding import ColumnCoding, decode_table, encode_table, public_codings
 
@@ -270,7 +271,9 @@ class SynthDP(TableRelease):
     iters : int
         Mirror-descent iterations fitting the model.
     seed : int or None
-        Seeds the sampling of rows from the fitted model (never the noise).
+        Seeds the sampling of rows from the fitted model; None takes the cell's seed
+        (``task.public["seed"]``). The measurements' noise is OpenDP's, drawn from its
+        own secure generator, which no seed fixes: the capabilities say so.
     """
 
     def __init__(
@@ -317,16 +320,17 @@ class SynthDP(TableRelease):
                 ),
             ),
             extra="synth-dp",
+            unseeded_randomness=(OPENDP_NOISE,),
         )
 
     def publish(self, frame: pd.DataFrame, columns: list[str], task: Task) -> pd.DataFrame:
         """Return a synthetic table of ``columns`` under the claimed guarantee."""
         from pets.backends.dp.opendp_ops import zcdp_budget
 
-        del task
         codings = public_codings(frame, columns, bins=self.bins)
         rho = zcdp_budget(float(self.epsilon), float(self.delta))
+        seed = self.seed if self.seed is not None else task.public.get("seed")
         table, _ = mst_synthesise(
-            frame, codings, rho=rho, iters=self.iters, rng=np.random.default_rng(self.seed)
+            frame, codings, rho=rho, iters=self.iters, rng=np.random.default_rng(seed)
         )
         return table
