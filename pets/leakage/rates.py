@@ -5,7 +5,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Rate", "clopper_pearson", "residual_risk", "wilson_interval"]
+__all__ = [
+    "Rate",
+    "clopper_pearson",
+    "residual_risk",
+    "residual_risk_interval",
+    "wilson_interval",
+]
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float, float]:
@@ -48,6 +54,13 @@ def residual_risk(attack: float, control: float) -> float:
     if control >= 1.0:
         return 0.0
     return min(1.0, max(0.0, (attack - control) / (1.0 - control)))
+
+
+def residual_risk_interval(low: float, high: float, control: float) -> tuple[float, float]:
+    """Return the residual risk at both ends of the attack rate's interval ``(low, high)``
+    against the control (or baseline) rate, as Anonymeter carries the attack's interval
+    through; the control's own uncertainty is not included."""
+    return residual_risk(low, control), residual_risk(high, control)
 
 
 def clopper_pearson(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:
