@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -112,6 +113,20 @@ def test_declared_leakage_caps_what_it_does_not_declare():
     assert check_claim(ANONYMOUS_NOTHING, [differencing])[0].contradicted
     at_control = _result("differencing", 21, 40, control=0.5, control_trials=40)
     assert not check_claim(ANONYMOUS_NOTHING, [at_control])[0].contradicted
+
+
+def test_noise_of_no_stated_size_declares_nothing():
+    """A supplier declaring "noisy output" without an epsilon, with an exact output,
+    cannot use the word to admit differencing."""
+    exact = _result("differencing", 40, 40, control=0.5, control_trials=40)
+    noisy_words = Claim(formal=True, declared_leakage=("noisy output", "noisy model updates"))
+    (check,) = check_claim(noisy_words, [exact])
+    assert check.claim == "declared_leakage" and check.contradicted
+    updates = _result("update_reconstruction", 560, 560, baseline=0.5, control=0.5)
+    assert check_claim(noisy_words, [updates])[0].contradicted
+    # with an epsilon the same words admit the channel, and the epsilon caps it
+    (check,) = check_claim(replace(noisy_words, epsilon=1.0), [exact])
+    assert check.claim == "epsilon" and check.contradicted
 
 
 def test_a_dp_curator_that_declares_inputs_is_not_capped_by_epsilon_there():
@@ -252,3 +267,73 @@ def test_epsilon_one_with_exact_answers_is_contradicted(tmp_path):
     answers = _run(tmp_path, "tre_queries", ["epsilon_exact_answers"]).iloc[0]
     found = {(c.claim, c.attack) for c in _contradictions(answers)}
     assert {("epsilon", "reconstruction"), ("epsilon", "differencing")} <= found, found
+
+
+#: Honest built-ins at their cards' quick sizes: (card, backends, fixed parameters).
+#: opendp at epsilon 2 once raised reveals_individuals on a point estimate.
+HONEST = (
+    ("multi_site_prevalence", ["opendp", "paillier"], {"epsilon": 2.0}),
+    ("federated_risk_model", ["fedavg-dp", "diffprivlib"], {"epsilon": 1.0}),
+    ("research_data_release", ["synth-dp", "synth-copula"], {"epsilon": 1.0}),
+    ("tre_queries", ["opendp", "sdc-round"], {"query_epsilon": 0.25}),
+)
+
+
+@pytest.fixture(scope="module")
+def honest(tmp_path_factory):
+    rows = []
+    for i, (card, backends, params) in enumerate(HONEST):
+        frame = pets.run(
+            [card],
+            backends,
+            quick=True,
+            params=params,
+            out=tmp_path_factory.mktemp(f"honest{i}"),
+            registry=Registry.from_entry_points(),
+            scenario_dir=SCENARIOS,
+            jobs=2,
+            progress=False,
+        )
+        rows += [row for _, row in frame.iterrows()]
+    return rows
+
+
+def test_honest_built_ins_contradict_no_claim(honest):
+    for row in honest:
+        assert row["status"] == "ok", (row["backend"], row["error"])
+        label = f"{row['scenario']} {row['backend']} {row['params']}"
+        assert "claim_contradicted" not in json.loads(row["leakage.flags"]), label
+        attacks = json.loads(row["leakage.attacks"])
+        checks = [c for a in attacks for c in a.get("claim_checks", [])]
+        assert checks, f"{label}: no attack was checked against the claim"
+        assert not any(c["contradicted"] for c in checks), label
+        assert all(c["bound"] <= c["cap"] for c in checks), label
+
+
+def test_honest_built_ins_raise_flags_only_on_interval_lower_ends(honest):
+    from pets.leakage import RISK_FLAGS
+
+    for row in honest:
+        label = f"{row['scenario']} {row['backend']} {row['params']}"
+        flags = set(json.loads(row["leakage.flags"]))
+        attacks = json.loads(row["leakage.attacks"])
+        for a in attacks:
+            if a.get("residual_risk_low") is None:
+                continue
+            assert a["residual_risk_low"] <= a["residual_risk"] <= a["residual_risk_high"]
+            if a["attack"] in RISK_FLAGS and a["residual_risk_low"] > 0.5:
+                assert RISK_FLAGS[a["attack"]] in flags, label
+        for name in flags:
+            raised_by = [
+                a
+                for a in attacks
+                if RISK_FLAGS.get(a["attack"]) == name and a.get("residual_risk_low", 0) > 0.5
+            ]
+            assert raised_by, f"{label}: {name} without an attack whose lower end passes 0.5"
+        if row["backend"] == "paillier":
+            # an exact secure aggregate: differencing reads patients off the published
+            # table, a true risk that its claim declares ("output"), so no contradiction
+            assert "reveals_individuals" in flags, label
+        else:
+            # DP and synthetic backends at these budgets, and rounding: no risk flag
+            assert not flags & set(RISK_FLAGS.values()), (label, flags)

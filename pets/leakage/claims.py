@@ -20,11 +20,13 @@ A formal claim bounds what any attack can do, so each attack's result is a test 
   ``"identifiers"``, ``"pseudonymised identifiers"`` or ``"inputs"``; a claim declaring
   nothing allows no attack above its control. Words a DP mechanism protects
   (``"output"``, ``"noisy output"``, ``"noisy model updates"``) still leave the epsilon
-  cap in force. Transcript exposure is checked against every claim, formal or not: a
-  party that sees another party's raw values contradicts any claim that does not declare
-  ``"inputs"``. For informal claims (heuristics) that check keeps the threshold of the
-  ``exposes_inputs`` flag, because their declared words (``"linked columns"``) admit
-  some exposure; for formal claims any exposure above the control contradicts.
+  cap in force, and the "noisy" ones admit nothing without an epsilon (noise of no
+  stated size is no declaration). Transcript exposure is checked against every claim,
+  formal or not: a party that sees another party's raw values contradicts any claim
+  that does not declare ``"inputs"``. For informal claims (heuristics) that check keeps
+  the threshold of the ``exposes_inputs`` flag, because their declared words
+  (``"linked columns"``) admit some exposure; for formal claims any exposure above the
+  control contradicts.
 
 The attack's side of every comparison is the lower end of its 95% Wilson interval, the
 control's side the upper end of the control's interval (at its own number of trials when
@@ -46,8 +48,10 @@ from pets.leakage.rates import wilson_interval
 __all__ = [
     "ALLOWED_BY",
     "BALANCED_ATTACKS",
+    "DP_PROTECTED",
     "EPSILON_EXEMPT",
     "EXPOSURE_THRESHOLD",
+    "NOISY",
     "ClaimCheck",
     "auc_cap",
     "balanced_accuracy_cap",
@@ -79,6 +83,9 @@ ALLOWED_BY: dict[str, tuple[str, ...]] = {
 
 #: Declared words a DP mechanism's noise protects: the epsilon cap still applies to them.
 DP_PROTECTED = frozenset({"output", "noisy output", "noisy model updates"})
+
+#: Declared words that admit an attack only under an epsilon claim, which caps it.
+NOISY = frozenset({"noisy output", "noisy model updates"})
 
 #: Attacks scored as balanced accuracy over members and non-members (baseline one half).
 BALANCED_ATTACKS = frozenset({"membership_inference", "cardinality_probing"})
@@ -221,8 +228,9 @@ def check_claim(claim: Claim, results: Sequence[Mapping[str, Any]]) -> list[Clai
         if not _checkable(r):
             continue
         attack = str(r["attack"])
-        allowed = set(ALLOWED_BY.get(attack, ()))
-        admitted = allowed & declared
+        admitted = set(ALLOWED_BY.get(attack, ())) & declared
+        if claim.epsilon is None:
+            admitted -= NOISY  # "noisy" admits nothing without the epsilon that bounds it
         if attack == "transcript_exposure" and not admitted and not claim.formal:
             checks.append(_exposure_check(r))
         elif attack in ALLOWED_BY and claim.formal and not admitted:
