@@ -229,6 +229,9 @@ def test_formal_anonymity_with_real_rows_is_contradicted(false_releases, backend
     assert expected <= found, found
     for c in _contradictions(row):
         assert c.bound > c.cap
+    for a in json.loads(row["leakage.attacks"]):  # each result carries its own checks only
+        parts = [c["claim"] for c in a.get("claim_checks", [])]
+        assert len(parts) == len(set(parts)), a["attack"]
     assert "membership_inference@researcher" in row["leakage.claim_contradicted_by"]
 
 

@@ -255,18 +255,19 @@ def _judge(
             flag("exposes_inputs")
         elif r["attack"] in RISK_FLAGS and low > RISK_THRESHOLD:
             flag(RISK_FLAGS[r["attack"]])
-    checks = check_claim(claim, results)
-    by_result: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    for c in checks:
-        by_result.setdefault((c.attack, c.observer, c.attacker), []).append(c.to_dict())
-    for r in results:
-        key = (str(r["attack"]), str(r.get("observer", "-")), str(r.get("attacker", "-")))
-        if key in by_result:
+    contradicted: list[ClaimCheck] = []
+    for r in results:  # each result's own checks (one attack may give several results)
+        mine = check_claim(claim, [r])
+        if mine:
             r["claim_checks"] = [
-                {k: v for k, v in c.items() if k not in ("attack", "observer", "attacker")}
-                for c in by_result[key]
+                {
+                    k: v
+                    for k, v in c.to_dict().items()
+                    if k not in ("attack", "observer", "attacker")
+                }
+                for c in mine
             ]
-    contradicted = [c for c in checks if c.contradicted]
+        contradicted += [c for c in mine if c.contradicted]
     if contradicted:
         flag("claim_contradicted")
     audits = [r for r in results if r.get("epsilon_lower") is not None]
