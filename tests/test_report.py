@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from pets.backends.plaintext import Plaintext
 from pets.cli import main
+from pets.leakage import evaluate_leakage, rate_result
 from pets.records import Record, records_frame
 from pets.report import (
     RunEvidence,
@@ -19,6 +22,7 @@ from pets.report import (
     markdown_report,
     requirement_verdicts,
     scorecard,
+    scorecard_text,
     utility_curves,
 )
 from pets.report.charts import (
@@ -32,6 +36,8 @@ from pets.report.verdicts import pareto_front
 from pets.scenarios import Requirements, load_scenario
 from pets.tasks import CardError
 
+from conftest import attack_context
+from false_claims import EPSILON_ONE
 from report_run import CARD_ID, SECOND_SIZE, build_run
 
 
@@ -333,3 +339,65 @@ def test_pets_run_keeps_cards_and_command_so_the_folder_rebuilds_alone(run_dir, 
     assert main(["report", str(moved), "--format", "md"]) == 0
     text = (moved / "report.md").read_text()
     assert "*Card:" not in text and "Test bounds." in text
+
+
+# -- claim checks and risk intervals -------------------------------------------------------
+
+
+def test_contradicted_claims_name_the_attack_its_lower_bound_and_the_cap(scenario_dir):
+    """The leakage of a record is what evaluate_leakage writes for an exact table under a
+    claim of epsilon 1: the report names the contradicting attack with its bound and
+    cap, and shows the residual risk's interval wherever it shows the risk."""
+    context = attack_context(Plaintext, "multi_site_prevalence", scenario_dir, 1500)
+    exact = rate_result(
+        "differencing",
+        "A1",
+        "analyst",
+        successes=40,
+        trials=40,
+        baseline=0.5,
+        control=0.5,
+        control_trials=40,
+    )
+    noisy = rate_result(
+        "differencing",
+        "A1",
+        "analyst",
+        successes=24,
+        trials=40,
+        baseline=0.5,
+        control=0.5,
+        control_trials=40,
+    )
+    capabilities = replace(Plaintext().capabilities, claim=EPSILON_ONE)
+    records = []
+    for name, found in (("leaky", exact), ("honest", noisy)):
+        leakage = evaluate_leakage(
+            context.problem,
+            context.session,
+            capabilities,
+            families=[("differencing", lambda _, found=found: [found])],
+        )
+        base = record(name, eps=1.0, risk=leakage["headline"]["worst_residual_risk"])
+        records.append(replace(base, leakage=leakage))
+    leaky, honest = (r.leakage for r in records)
+    assert set(leaky["flags"]) == {"claim_contradicted", "reveals_individuals"}
+    (contradiction,) = leaky["contradictions"]
+    assert contradiction["attack"] == "differencing" and contradiction["claim"] == "epsilon"
+    assert contradiction["bound"] > contradiction["cap"]
+    assert leaky["headline"]["claim_contradicted_by"] == "differencing@analyst"
+    assert honest["flags"] == [] and honest["contradictions"] == []
+
+    frame = records_frame(records)
+    bound, cap = f"{contradiction['bound']:.3f}", f"{contradiction['cap']:.3f}"
+    page = html_report(RunEvidence.from_frame(frame))
+    text = markdown_report(frame)
+    for out in (page, text):
+        assert "the claim is contradicted by differencing on analyst" in out
+        sign = ">" if out is text else "&gt;"
+        assert f"contradicts ε: lower end {bound} {sign} cap {cap}" in out
+        assert "within ε: lower end" in out  # the honest row's check, under its cap
+    # the risk interval next to the risk: in the attack tables and the terminal scorecard
+    risk_low = f"{leaky['attacks'][0]['residual_risk_low']:.3f}"
+    assert f"[{risk_low}, 1]" in text
+    assert f"[{risk_low}," in scorecard_text(frame)

@@ -1,8 +1,9 @@
 """Leakage measured by the harness on what each attacker observes.
 
 :func:`evaluate_leakage` gathers the backend's formal claim, runs every attack family
-that applies to the task kind and the card's attacker models, and sums them up in a
-``headline`` and ``flags``. Modules hold one attack family each; each family is a
+that applies to the task kind and the card's attacker models, checks every result
+against the claim (:mod:`pets.leakage.claims`), and sums them up in a ``headline`` and
+``flags``. Modules hold one attack family each; each family is a
 function ``family(context) -> list[AttackResult]`` (see :mod:`pets.leakage._base`).
 """
 
@@ -27,7 +28,14 @@ from pets.leakage._base import (
     not_applicable,
     rate_result,
 )
-from pets.leakage.rates import Rate, clopper_pearson, residual_risk, wilson_interval
+from pets.leakage.claims import EXPOSURE_THRESHOLD, ClaimCheck, check_claim
+from pets.leakage.rates import (
+    Rate,
+    clopper_pearson,
+    residual_risk,
+    residual_risk_interval,
+    wilson_interval,
+)
 from pets.leakage.transcript import silent_input_parties, transcript_exposure
 from pets.session import Session
 from pets.tasks import Problem
@@ -38,10 +46,12 @@ __all__ = [
     "LEAKAGE_MODES",
     "AttackContext",
     "AttackResult",
+    "ClaimCheck",
     "Effort",
     "Rate",
     "Rerun",
     "attack_families",
+    "check_claim",
     "clopper_pearson",
     "evaluate_leakage",
     "make_rerun",
@@ -54,10 +64,8 @@ __all__ = [
 
 LEAKAGE_MODES = ("fast", "full", "off")
 
-#: Above this residual risk, another party's values are taken as exposed.
-EXPOSURE_THRESHOLD = 0.5
-
-#: Above this residual risk, an attack on individuals is taken as successful.
+#: Above this residual risk, at the lower end of the attack's interval, an attack on
+#: individuals is taken as successful (the point estimate alone raises no flag).
 RISK_THRESHOLD = 0.5
 
 #: Flag raised when an attack family's residual risk passes :data:`RISK_THRESHOLD`.
@@ -149,9 +157,13 @@ def evaluate_leakage(
     Returns
     -------
     dict
-        ``claim``, ``attacks`` (list), ``headline`` (worst residual risk and where it was
-        found, worst epsilon lower bound), ``flags``, ``mode`` and ``cost_s`` (time spent
-        attacking, including reruns, kept apart from the backend's own cost).
+        ``claim``, ``attacks`` (list; each scored one with its residual-risk interval
+        and the claim checks it was part of), ``headline`` (worst residual risk with
+        its interval and where it was found, worst epsilon lower bound, the attacks
+        that contradict the claim), ``flags`` (risk flags on the lower end of the
+        interval), ``contradictions`` (:class:`ClaimCheck` data: which part of the
+        claim, which attack, its lower bound, the cap), ``mode`` and ``cost_s`` (time
+        spent attacking, including reruns, kept apart from the backend's own cost).
     """
     if mode not in LEAKAGE_MODES:
         raise ValueError(f"leakage mode {mode!r}; allowed: {', '.join(LEAKAGE_MODES)}")
@@ -187,7 +199,7 @@ def evaluate_leakage(
                     )
                 ]
             results += [r.to_dict() for r in found]
-    flags, headline = _judge(results, claim)
+    flags, headline, contradicted = _judge(results, claim)
     silent = silent_input_parties(problem, session)
     if silent:
         flags.append("no_traffic_for_inputs")
@@ -198,6 +210,7 @@ def evaluate_leakage(
         "attacks": results,
         "headline": headline,
         "flags": flags,
+        "contradictions": [c.to_dict() for c in contradicted],
         "silent_inputs": silent or [],
         "mode": mode,
         "reruns": 0 if context is None else context.reruns,
@@ -216,8 +229,16 @@ def _safe_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def _judge(results: list[dict[str, Any]], claim: Any) -> tuple[list[str], dict[str, Any]]:
-    """Turn the attack results into flags and a headline."""
+def _judge(
+    results: list[dict[str, Any]], claim: Any
+) -> tuple[list[str], dict[str, Any], list[ClaimCheck]]:
+    """Turn the attack results into flags and a headline; check the claim against each.
+
+    A risk flag needs the residual risk at the lower end of the attack rate's interval
+    above the threshold, not the point estimate; each scored result gets that interval
+    (``residual_risk_low``, ``residual_risk_high``) and the claim checks it was part of
+    (``claim_checks``).
+    """
     scored = [
         r
         for r in results
@@ -235,25 +256,57 @@ def _judge(results: list[dict[str, Any]], claim: Any) -> tuple[list[str], dict[s
     for r in scored:
         if r.get("flag") in RISK_FLAGS.values():  # a per-person attack's own threshold
             flag(r["flag"])
-        if r["attack"] == "transcript_exposure" and r["residual_risk"] > EXPOSURE_THRESHOLD:
+        low = _risk_low(r)
+        if r["attack"] == "transcript_exposure" and low > EXPOSURE_THRESHOLD:
             flag("exposes_inputs")
-            if "inputs" not in claim.declared_leakage:
-                flag("claim_contradicted")
-        elif r["attack"] in RISK_FLAGS and r["residual_risk"] > RISK_THRESHOLD:
+        elif r["attack"] in RISK_FLAGS and low > RISK_THRESHOLD:
             flag(RISK_FLAGS[r["attack"]])
+    contradicted: list[ClaimCheck] = []
+    for r in results:  # each result's own checks (one attack may give several results)
+        mine = check_claim(claim, [r])
+        if mine:
+            r["claim_checks"] = [
+                {
+                    k: v
+                    for k, v in c.to_dict().items()
+                    if k not in ("attack", "observer", "attacker")
+                }
+                for c in mine
+            ]
+        contradicted += [c for c in mine if c.contradicted]
+    if contradicted:
+        flag("claim_contradicted")
     audits = [r for r in results if r.get("epsilon_lower") is not None]
     worst_eps = max(audits, key=lambda r: r["epsilon_lower"], default=None)
-    if any(r.get("claim_contradicted") for r in audits):
-        flag("claim_contradicted")
     if any(r.get("failed") for r in results):
         flag("attack_failed")
     worst = max(scored, key=lambda r: r["residual_risk"], default=None)
     headline = {
         "worst_residual_risk": None if worst is None else worst["residual_risk"],
+        "worst_residual_risk_low": None if worst is None else worst.get("residual_risk_low"),
+        "worst_residual_risk_high": None if worst is None else worst.get("residual_risk_high"),
         "worst_attack": None if worst is None else f"{worst['attack']}@{worst['observer']}",
         "worst_attacker": None if worst is None else worst["attacker"],
         "epsilon_lower_bound": None if worst_eps is None else worst_eps["epsilon_lower"],
         "attacks_run": len(scored),
         "not_applicable": sum(1 for r in results if not r.get("applicable")),
+        "claim_contradicted_by": ", ".join(
+            dict.fromkeys(f"{c.attack}@{c.observer}" for c in contradicted)
+        )
+        or None,
     }
-    return flags, headline
+    return flags, headline, contradicted
+
+
+def _risk_low(result: dict[str, Any]) -> float:
+    """Residual risk at the lower end of the result's interval, stored on the result with
+    the upper end; the point estimate where the result has no interval."""
+    low, high = result.get("ci_low"), result.get("ci_high")
+    if low is None or high is None:
+        return float(result["residual_risk"])
+    reference = result.get("control_rate")
+    if reference is None:
+        reference = result.get("baseline") or 0.0
+    risk_low, risk_high = residual_risk_interval(float(low), float(high), float(reference))
+    result["residual_risk_low"], result["residual_risk_high"] = risk_low, risk_high
+    return risk_low

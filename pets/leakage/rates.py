@@ -25,6 +25,7 @@ __all__ = [
     "cross_fitted_hits",
     "difference_interval",
     "residual_risk",
+    "residual_risk_interval",
     "roc_figures",
     "wilson_interval",
 ]
@@ -91,6 +92,13 @@ def residual_risk(attack: float, control: float) -> float:
     if control >= 1.0:
         return 0.0
     return min(1.0, max(0.0, (attack - control) / (1.0 - control)))
+
+
+def residual_risk_interval(low: float, high: float, control: float) -> tuple[float, float]:
+    """Return the residual risk at both ends of the attack rate's interval ``(low, high)``
+    against the control (or baseline) rate, as Anonymeter carries the attack's interval
+    through; the control's own uncertainty is not included."""
+    return residual_risk(low, control), residual_risk(high, control)
 
 
 def clopper_pearson(successes: int, trials: int, alpha: float = 0.05) -> tuple[float, float]:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from pets.report.scorecard import row_label
+from pets.report.units import is_missing
 from pets.scenarios import Requirements
 
 __all__ = [
@@ -251,6 +252,19 @@ def pareto_chart(
             )
             points.set_gid(f"data-point-{marks}")
             marks += 1
+            low, high = row.get("risk_low"), row.get("risk_high")
+            if not is_missing(low) and not is_missing(high):  # the risk's 95% interval
+                risk = float(row["worst_risk"])
+                ax.errorbar(
+                    [risk],
+                    [float(row["value"])],
+                    xerr=[[max(0.0, risk - float(low))], [max(0.0, float(high) - risk)]],
+                    fmt="none",
+                    ecolor=colours.get(row["backend"]),
+                    elinewidth=0.8,
+                    capsize=2,
+                    zorder=2,
+                )
         frontier = ok[[bool(front.get(i, False)) for i in ok.index]]
         if len(frontier) > 1:
             frontier = frontier.sort_values("worst_risk")
@@ -275,7 +289,8 @@ def pareto_chart(
         "Accuracy against worst residual risk",
         "One point per backend and parameters (means over repeats). Outlined points, "
         "joined by the dotted line, are on the Pareto front: no other backend is both "
-        "more accurate and less at risk. Best is the corner at low risk and high accuracy.",
+        "more accurate and less at risk. Best is the corner at low risk and high accuracy. "
+        "Horizontal bars: the 95% interval of the worst risk.",
         build,
         (9.0, max(3.8, 0.2 * len(ok) + 1.0)),
         wide=True,

@@ -254,6 +254,25 @@ def _skipped(attacks: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _contradiction(label: str, row: pd.Series, attacks: pd.DataFrame) -> str:
+    """Name the attacks that contradict a scorecard row's claim, each with its lower
+    bound and the cap the claim allows."""
+    found: list[str] = []
+    if len(attacks) and "contradicted" in attacks:
+        mine = attacks[
+            (attacks["backend"] == row["backend"])
+            & (attacks["params"] == row["params"])
+            & (attacks["size"] == row["size"])
+            & attacks["contradicted"].fillna(False).astype(bool)
+        ]
+        found = [
+            f"{a['attack']} on {a['observer']} ({a['claim_check']})" for _, a in mine.iterrows()
+        ]
+    if not found:
+        return f"{label}: a measurement contradicts its claim."
+    return f"{label}: the claim is contradicted by " + "; ".join(found) + "."
+
+
 def _caveats(findings: RunFindings) -> list[Caveat]:
     out: list[Caveat] = []
     for s in findings.scenarios:
@@ -261,9 +280,7 @@ def _caveats(findings: RunFindings) -> list[Caveat]:
             label = f"{s.id}: {row_label(r, with_size=s.many_sizes)}"
             flags = set(r["flags"].split(", ")) if r["flags"] else set()
             if "claim_contradicted" in flags:
-                out.append(
-                    Caveat("Contradicted claim", f"{label}: a measurement contradicts its claim.")
-                )
+                out.append(Caveat("Contradicted claim", _contradiction(label, r, s.attacks)))
             if "no_traffic_for_inputs" in flags:
                 out.append(
                     Caveat(

@@ -43,30 +43,33 @@ ATTACKER_MODELS = MappingProxyType(
 FLAGS = MappingProxyType(
     {
         "exposes_inputs": "Another party's raw values were readable in the bytes a party "
-        "received (transcript exposure above 0.5).",
-        "claim_contradicted": "A measurement contradicts the backend's own claim: inputs "
-        "exposed that the claim does not declare, or an audited epsilon above the claimed "
-        "one.",
+        "received (transcript exposure above 0.5 even at the lower end of its 95% interval).",
+        "claim_contradicted": "An attack did better than the backend's own claim allows, "
+        "even at the lower end of its 95% interval: above the cap an epsilon claim puts on "
+        "every attack, above what the declared leakage alone allows (no better than its "
+        "control for what a formal claim does not declare, inputs exposed that the claim "
+        "does not declare), or an audited epsilon above the claimed one. The record names "
+        "the attack, its lower bound and the cap.",
         "no_traffic_for_inputs": "The output needed other parties' data, yet none of them "
         "sent a byte through the harness: the data reached the output by a route the "
         "harness does not carry (a file, a socket of its own, shared memory), so no "
         "attack on the parties' views could see it.",
         "reveals_individuals": "A differencing attack learned individual patients' values "
-        "from the outputs (residual risk above 0.5).",
+        "from the outputs (residual risk above 0.5 even at the lower end of its 95% interval).",
         "reconstructs": "Records or training data were reconstructed from the outputs or "
-        "model updates (residual risk above 0.5).",
+        "model updates (residual risk above 0.5 even at the lower end of its 95% interval).",
         "reidentifies": "Pseudonymised identifiers were reversed to real identifiers "
-        "(residual risk above 0.5).",
+        "(residual risk above 0.5 even at the lower end of its 95% interval).",
         "reveals_membership": "An attacker could tell whether a person was in the data "
-        "(residual risk above 0.5).",
+        "(residual risk above 0.5 even at the lower end of its 95% interval).",
         "singles_out": "Predicates on the release pick out single real patients (residual "
-        "risk above 0.5).",
+        "risk above 0.5 even at the lower end of its 95% interval).",
         "links_records": "Release records were linked to an intruder's auxiliary data "
-        "(residual risk above 0.5).",
+        "(residual risk above 0.5 even at the lower end of its 95% interval).",
         "infers_attributes": "Sensitive attributes were inferred from the release (residual "
-        "risk above 0.5).",
+        "risk above 0.5 even at the lower end of its 95% interval).",
         "model_extracted": "The supplier's model was recovered from its scores (residual "
-        "risk above 0.5).",
+        "risk above 0.5 even at the lower end of its 95% interval).",
         "attack_failed": "One of the harness's attacks broke on this cell; its figure is "
         "missing, not zero.",
     }

@@ -246,7 +246,7 @@ def _attacks(s: ScenarioFindings) -> str:
         if a["diagnostic"]:
             attack += " (diagnostic)"
         if not a["applicable"]:
-            cells = '<td colspan=4 class="none">not applicable</td>'
+            cells = '<td colspan=5 class="none">not applicable</td>'
         else:
             cells = (
                 number_cell(
@@ -257,8 +257,15 @@ def _attacks(s: ScenarioFindings) -> str:
                     show_interval(a.get("ci_low"), a.get("ci_high")),
                 )
                 + number_cell("control", a["control"], show_number(a["control"]))
-                + number_cell("risk", a["risk"], show_number(a["risk"]))
+                + number_cell(
+                    "risk",
+                    a["risk"],
+                    show_number(a["risk"]),
+                    None,
+                    show_interval(a.get("risk_low"), a.get("risk_high")),
+                )
                 + number_cell("epsilon_lower", a["epsilon_lower"], show_number(a["epsilon_lower"]))
+                + f"<td>{esc(a.get('claim_check') or '-')}</td>"
             )
         rows.append(
             f"<tr><td>{esc(row_label(a, with_size=s.many_sizes))}</td><td>{esc(attack)}</td>"
@@ -272,15 +279,19 @@ def _attacks(s: ScenarioFindings) -> str:
         "observer",
         "rate (95% CI)",
         "control",
-        "residual risk",
+        "residual risk (95% CI)",
         "ε ≥",
+        "claim check",
         "note",
     ]
     return (
         f'<details class="attacks"><summary>Every attack on {esc(s.id)} ({len(rows)} rows)'
         "</summary><p>Success rates pooled over repeats with 95% Wilson intervals; residual "
-        "risk = (attack − control) / (1 − control). Not applicable means that attacker "
-        "observes nothing there.</p>" + html_table(header, rows) + "</details>"
+        "risk = (attack − control) / (1 − control). A claim check compares the lower end of "
+        "the attack's interval with the most the backend's claim allows (its cap). Not "
+        "applicable means that attacker observes nothing there.</p>"
+        + html_table(header, rows)
+        + "</details>"
     )
 
 

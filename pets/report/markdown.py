@@ -173,7 +173,7 @@ def _attacks(s: ScenarioFindings) -> list[str]:
         attack = a["attack"] + (f" ({a['method']})" if a["method"] else "")
         attack += " (diagnostic)" if a["diagnostic"] else ""
         if not a["applicable"]:
-            cells = ["n/a", "-", "-", "-", "-"]
+            cells = ["n/a", "-", "-", "-", "-", "-"]
         else:
             rate_text = (
                 f"{a['rate']:.3f} ({a['ci_low']:.3f} to {a['ci_high']:.3f})"
@@ -184,8 +184,9 @@ def _attacks(s: ScenarioFindings) -> list[str]:
                 rate_text,
                 show_number(a.get("trials"), 6),
                 show_number(a["control"], 4),
-                show_number(a["risk"], 4),
+                _with_ci(show_number(a["risk"], 4), a.get("risk_low"), a.get("risk_high")),
                 show_number(a["epsilon_lower"], 4),
+                a.get("claim_check") or "-",
             ]
         label = a["backend"] + (f" [{a['params']}]" if a["params"] else "")
         rows.append(
@@ -200,8 +201,9 @@ def _attacks(s: ScenarioFindings) -> list[str]:
         "rate (95% CI)",
         "trials",
         "control",
-        "residual risk",
+        "residual risk [95% CI]",
         "ε lower",
+        "claim check",
         "note",
     ]
     return [

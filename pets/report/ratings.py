@@ -164,8 +164,8 @@ RATING_SCALES: dict[str, RatingScale] = {
             Band(_INF, "high", "poor"),
         ),
         meaning="The best attack's success beyond a control: (attack − control) / "
-        "(1 − control); 0 means no better than guessing, 1 complete. Above 0.5 the "
-        "harness flags the attack as successful.",
+        "(1 − control); 0 means no better than guessing, 1 complete. Above 0.5 at the "
+        "lower end of its 95% interval the harness flags the attack as successful.",
     ),
     "epsilon": RatingScale(
         "differential-privacy epsilon (claimed)",

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pets.report.units import is_missing, show_bytes, show_number, show_seconds
+from pets.report.units import is_missing, show_bytes, show_interval, show_number, show_seconds
 
 __all__ = [
     "attack_table",
+    "check_text",
     "mean_interval",
     "params_label",
     "party_bytes",
@@ -256,6 +257,9 @@ def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
     formula with the mean control (the control's own uncertainty is not included).
     Attacks that were not applicable keep their reason; DP audits show the largest
     epsilon lower bound; ``skipped`` marks audits and probes that did not run and why.
+    ``contradicted`` says whether any run's result contradicted the claim, and
+    ``claim_check`` gives the check whose lower bound came closest to (or furthest past)
+    its cap, as text (see :func:`check_text`).
     """
     from pets.leakage.rates import wilson_interval
 
@@ -289,6 +293,7 @@ def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
                     "risk": a.get("residual_risk"),
                     "epsilon_lower": a.get("epsilon_lower"),
                     "epsilon_claimed": a.get("epsilon_claimed"),
+                    "checks": list(a.get("claim_checks", [])),
                     "note": a.get("note", ""),
                 }
             )
@@ -317,9 +322,31 @@ def attack_table(frame: pd.DataFrame) -> pd.DataFrame:
         row["risk"] = _numeric(applicable["risk"]).mean()
         row["epsilon_lower"] = _numeric(applicable["epsilon_lower"]).max()
         row["epsilon_claimed"] = _numeric(group["epsilon_claimed"]).max()
+        checks = [c for found in group["checks"] for c in found]
+        row["contradicted"] = any(c["contradicted"] for c in checks)
+        row["claim_check"] = check_text(_closest_check(checks))
         row["runs"] = len(group)
         out.append(row)
     return pd.DataFrame(out)
+
+
+def _closest_check(checks: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The check whose bound comes closest to (or furthest past) its cap."""
+    return max(checks, key=lambda c: c["bound"] - c["cap"], default=None)
+
+
+def check_text(check: dict[str, Any] | None) -> str:
+    """Return one claim check as text: the part of the claim, the attack's lower bound
+    against the cap, and whether it contradicts; empty when there is none."""
+    if not check:
+        return ""
+    part = "ε" if check["claim"] == "epsilon" else "declared leakage"
+    verdict = "contradicts" if check["contradicted"] else "within"
+    sign = ">" if check["contradicted"] else "≤"
+    return (
+        f"{verdict} {part}: lower end {show_number(check['bound'], 3)} {sign} "
+        f"cap {show_number(check['cap'], 3)}"
+    )
 
 
 def utility_curves(frame: pd.DataFrame) -> pd.DataFrame:
@@ -468,7 +495,23 @@ def row_label(row: pd.Series | dict[str, Any], *, with_size: bool = False) -> st
     return label + (f" (n={int(row['size'])})" if with_size else "")
 
 
-_HEADER = ["backend", "accuracy", "time", "WAN time", "bytes", "rounds", "worst risk", "ε", "flags"]
+_HEADER = [
+    "backend",
+    "accuracy",
+    "time",
+    "WAN time",
+    "bytes",
+    "rounds",
+    "worst risk [95% CI]",
+    "ε",
+    "flags",
+]
+
+
+def _risk_text(row: pd.Series) -> str:
+    interval = show_interval(row.get("risk_low"), row.get("risk_high"))
+    risk = show_number(row["worst_risk"])
+    return f"{risk} {interval}" if interval else risk
 
 
 def scorecard_text(frame: pd.DataFrame) -> str:
@@ -492,7 +535,7 @@ def scorecard_text(frame: pd.DataFrame) -> str:
                     show_seconds(r["wan_s"]),
                     show_bytes(r["bytes"]),
                     show_number(r["rounds"]),
-                    show_number(r["worst_risk"]),
+                    _risk_text(r),
                     epsilon,
                     r["flags"] or "-",
                 ]
