@@ -148,8 +148,9 @@ def _params(value: Any) -> dict[str, Any]:
 
 
 def knob_points(frame: pd.DataFrame, knob: str) -> pd.DataFrame:
-    """Return one row per ok record that set ``knob``: backend, knob value, the primary
-    accuracy metric, wall time, bytes and worst residual risk (NaN where no attack ran)."""
+    """Return one row per backend and value of ``knob`` among the ok records that set it:
+    the primary accuracy metric, wall time, bytes and worst residual risk (NaN where no
+    attack ran), each a mean over seeds and repeats (``runs``)."""
     rows = []
     for _, r in frame[frame["status"] == "ok"].iterrows():
         params = _params(r["params"])
@@ -171,7 +172,15 @@ def knob_points(frame: pd.DataFrame, knob: str) -> pd.DataFrame:
     columns = ["backend", knob, "metric", "accuracy", "higher_is_better"]
     columns += ["wall_s", "bytes", "worst_risk"]
     points = pd.DataFrame(rows, columns=columns)
-    return points.sort_values(["backend", knob]).reset_index(drop=True)
+    keys = ["backend", knob, "metric", "higher_is_better"]
+    means = points.groupby(keys, sort=True, dropna=False).agg(
+        accuracy=("accuracy", "mean"),
+        wall_s=("wall_s", "mean"),
+        bytes=("bytes", "mean"),
+        worst_risk=("worst_risk", "mean"),
+        runs=("accuracy", "size"),
+    )
+    return means.reset_index()
 
 
 def knob_figure(frame: pd.DataFrame, knob: str, *, cost: str = "wall_s") -> Any:
@@ -304,7 +313,11 @@ def findings_in_words(frame: pd.DataFrame) -> str:
                 sentence += f" The DP audit's ε lower bound is {float(lower):.2f}"
                 sentence += f" against the claimed ε {float(claimed):g}."
             else:
-                sentence += f" The claimed ε is {float(claimed):g} (no audited bound this run)."
+                audits = mine[mine["attack"] == "dp_audit"] if len(mine) else mine
+                why = "the harness's DP audit does not cover this task kind"
+                if len(audits):
+                    why = str(audits["note"].iloc[0] or "the DP audit gave no bound").split(":")[0]
+                sentence += f" The claimed ε is {float(claimed):g}; no audited bound ({why})."
         flags = json.loads(r["leakage.flags"]) if isinstance(r["leakage.flags"], str) else []
         for flag in flags:
             sentence += f" Flag `{flag}`: {FLAGS.get(flag, flag)}"
