@@ -5,7 +5,8 @@
 - :func:`run_sweep`: run backends at several values of one knob into one run folder;
 - :func:`knob_figure`: accuracy, cost and worst residual risk against the knob, one line
   per backend, drawn from the records;
-- :func:`findings_in_words`: what the attacks found, as sentences made from the records;
+- :func:`findings_in_words`, :func:`knob_in_words`: what the attacks found and how the
+  knob moved each figure, as sentences made from the records;
 - :func:`show_chart`, :func:`show_figure`: one of the report's charts
   (:mod:`pets.report.charts`) or a matplotlib figure inline, as SVG.
 
@@ -35,6 +36,7 @@ __all__ = [
     "findings_in_words",
     "holdings",
     "knob_figure",
+    "knob_in_words",
     "knob_points",
     "knob_widget",
     "party_summary",
@@ -266,6 +268,26 @@ def knob_widget(
 
     button.on_click(run_value)
     return widgets.VBox([widgets.HBox([slider, button]), output])
+
+
+def knob_in_words(frame: pd.DataFrame, knob: str) -> str:
+    """Say how accuracy, cost and worst residual risk moved from the lowest to the
+    highest value of ``knob``, one sentence per backend, from the records."""
+    points = knob_points(frame, knob)
+    lines = []
+    for backend, line in points.groupby("backend", sort=True):
+        if len(line) < 2:
+            continue
+        low, high = line.iloc[0], line.iloc[-1]
+        lines.append(
+            f"- **{backend}**, {knob} from {low[knob]} to {high[knob]}: "
+            f"{low['metric']} {low['accuracy']:.3g} → {high['accuracy']:.3g} "
+            f"({'higher' if low['higher_is_better'] else 'lower'} is better); "
+            f"time {low['wall_s']:.2f} s → {high['wall_s']:.2f} s; "
+            f"bytes {low['bytes']:,.0f} → {high['bytes']:,.0f}; "
+            f"worst residual risk {low['worst_risk']:.2f} → {high['worst_risk']:.2f}."
+        )
+    return "\n".join(lines) or f"Fewer than two values of {knob} ran."
 
 
 def _risk_words(risk: float) -> str:
