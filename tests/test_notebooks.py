@@ -13,10 +13,9 @@ import re
 import sys
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat", reason="the test extra installs nbformat")
-nbclient = pytest.importorskip("nbclient", reason="the test extra installs nbclient")
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
@@ -48,6 +47,33 @@ def execute(name: str, out: Path, **overrides: object) -> nbformat.NotebookNode:
     )
     client.execute()
     return notebook
+
+
+def _workshop():
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import workshop
+    finally:
+        sys.path.remove(str(NOTEBOOKS))
+    return workshop
+
+
+def test_party_views_hold_no_identifiers():
+    # the notebooks' look at each party's data: counts and summaries, no identifier
+    from pets.data import IDENTIFIERS
+    from pets.scenarios import build_problem, load_scenario
+
+    workshop = _workshop()
+    problem = build_problem(load_scenario("trial_recruitment_linkage"), 4000, seed=0)
+    held = workshop.holdings(problem)
+    assert set(held["party"]) == {"cancer_registry", "gp_federation"}
+    assert (held["patients"] > 0).all()
+    text = held.to_csv() + "".join(
+        workshop.party_summary(data).to_csv() for data in problem.party_data.values()
+    )
+    for data in problem.party_data.values():
+        assert not set(IDENTIFIERS) & set(workshop.party_summary(data).index)
+        assert not any(str(n) in text for n in data["nhs_number"])
 
 
 def test_every_card_has_a_notebook():
