@@ -7,8 +7,11 @@
   per backend, drawn from the records;
 - :func:`findings_in_words`, :func:`knob_in_words`: what the attacks found and how the
   knob moved each figure, as sentences made from the records;
+- :func:`knob_widget`: a slider and a Run button for the room (nothing runs until
+  pressed, so the notebooks also run headless);
 - :func:`show_chart`, :func:`show_figure`: one of the report's charts
-  (:mod:`pets.report.charts`) or a matplotlib figure inline, as SVG.
+  (:mod:`pets.report.charts`) or a matplotlib figure inline, as SVG;
+- :func:`default_out`: ``results/notebooks`` at the top of the checkout (git-ignored).
 
 The notebooks import this module from their own folder (``notebooks/``).
 """
