@@ -1,0 +1,159 @@
+"""The workshop notebooks run top to bottom in a real Jupyter kernel.
+
+Each notebook is executed by nbclient in the ``python3`` kernel of the interpreter that
+runs the tests, with its run folders under ``tmp_path``. Every notebook ends its main
+section with an assertion cell that checks the figure it shows (lines, points, marks),
+so a silently empty chart fails here. The notebooks are stored without outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import nbclient
+import nbformat
+import pytest
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+NAMES = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+SCENARIO_IDS = sorted(p.stem for p in (NOTEBOOKS.parent / "scenarios").glob("*.toml"))
+
+
+def _parameters_cell(notebook: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    tagged = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "one cell tagged 'parameters' holds every knob"
+    return tagged[0]
+
+
+def execute(name: str, out: Path, *, after: str = "", **overrides: object) -> nbformat.NotebookNode:
+    """Execute notebook ``name`` with ``OUT`` (and ``overrides``) set after its
+    parameters cell, as papermill injects parameters, and the code ``after`` in a last
+    cell; return the executed notebook."""
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    index = notebook.cells.index(_parameters_cell(notebook))
+    assignments = {"OUT": str(out), **overrides}
+    injected = nbformat.v4.new_code_cell(
+        "\n".join(f"{k} = {v!r}" for k, v in assignments.items())
+        + f"\nimport sys\nassert sys.executable == {sys.executable!r}, sys.executable"
+    )
+    notebook.cells.insert(index + 1, injected)
+    if after:
+        notebook.cells.append(nbformat.v4.new_code_cell(after))
+    client = nbclient.NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=600,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
+    client.execute()
+    return notebook
+
+
+def _workshop():
+    sys.path.insert(0, str(NOTEBOOKS))
+    try:
+        import workshop
+    finally:
+        sys.path.remove(str(NOTEBOOKS))
+    return workshop
+
+
+def test_party_views_hold_no_identifiers():
+    # the notebooks' look at each party's data: counts and summaries, no identifier
+    from pets.data import IDENTIFIERS
+    from pets.scenarios import build_problem, load_scenario
+
+    workshop = _workshop()
+    problem = build_problem(load_scenario("trial_recruitment_linkage"), 4000, seed=0)
+    held = workshop.holdings(problem)
+    assert set(held["party"]) == {"cancer_registry", "gp_federation"}
+    assert (held["patients"] > 0).all()
+    text = held.to_csv() + "".join(
+        workshop.party_summary(data).to_csv() for data in problem.party_data.values()
+    )
+    for data in problem.party_data.values():
+        assert not set(IDENTIFIERS) & set(workshop.party_summary(data).index)
+        assert not any(str(n) in text for n in data["nhs_number"])
+
+
+def test_every_card_has_a_notebook():
+    assert set(SCENARIO_IDS) <= set(NAMES)
+    assert {"00_welcome", "bring_your_own_backend", "reading_the_report"} <= set(NAMES)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_stored_without_outputs(name):
+    notebook = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    nbformat.validate(notebook)
+    code = [c for c in notebook.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    _parameters_cell(notebook)
+    # one assertion cell checks what a figure shows
+    assert any("assert" in c.source and ("chart" in c.source or "figure" in c.source) for c in code)
+    # the public API only: no private module of pets is imported
+    assert not any("pets._" in c.source or "import _" in c.source for c in code)
+
+
+#: Presses the room's Run button on a value the notebook has not run: the widget's
+#: callback runs it into the notebook's run folder and redraws the chart.
+PRESS_RUN = """
+room = workshop.knob_widget(
+    SCENARIO, SWEEP_BACKENDS, KNOB, [5.0], params=SWEEP_FIXED, out=run_dir, quick=True,
+    leakage="off", jobs=JOBS, cost=COST,
+)
+room.children[0].children[1].click()
+from pets.report import load_run
+
+pressed = load_run(run_dir).frame
+pressed = pressed[pressed["backend"].isin(SWEEP_BACKENDS) & (pressed["status"] == "ok")]
+assert 5.0 not in KNOB_VALUES
+assert any(json.loads(p).get(KNOB) == 5.0 for p in pressed["params"]), pressed["params"]
+redrawn = workshop.knob_figure(pressed, KNOB, cost=COST)  # as the callback draws it
+for ax in redrawn.axes:
+    assert [len(line.get_xdata()) for line in ax.lines] == [len(KNOB_VALUES) + 1]
+"""
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_top_to_bottom(name, tmp_path):
+    after = "import json\n" + PRESS_RUN if name == "breast_cancer_model" else ""
+    notebook = execute(name, tmp_path / "results", after=after)
+    errors = [
+        o
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    assert not errors
+    # every notebook shows at least one chart, drawn as SVG
+    assert any(
+        "image/svg+xml" in o.get("data", {}) or "<svg" in o.get("data", {}).get("text/html", "")
+        for c in notebook.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
+    # shown outputs hold no NHS number (ten digits) from the synthetic cohort
+    shown = json.dumps([c.get("outputs", []) for c in notebook.cells if c.cell_type == "code"])
+    assert not _nhs_numbers(shown)
+
+
+def _nhs_numbers(text: str) -> list[str]:
+    """Ten-digit runs (not part of a longer number or a hex digest) that are valid NHS
+    numbers (mod-11 check digit)."""
+    from pets.data import nhs_number_is_valid
+
+    runs = re.findall(r"(?<![0-9a-fA-F.])\d{10}(?![0-9a-fA-F.])", text)
+    return [r for r in runs if nhs_number_is_valid([int(r)])[0]]
+
+
+def test_nhs_number_search_finds_one():
+    # a valid number from the cohort's own generator is found, a digest is not
+    from pets.data import generate_cohort
+
+    number = str(generate_cohort(5, seed=0)["nhs_number"].iloc[0])
+    assert _nhs_numbers(f'"text": "{number}"') == [number]
+    assert not _nhs_numbers(f"sha256 ab{number}cd")
