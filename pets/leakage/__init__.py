@@ -57,6 +57,9 @@ LEAKAGE_MODES = ("fast", "full", "off")
 #: Above this residual risk, another party's values are taken as exposed.
 EXPOSURE_THRESHOLD = 0.5
 
+#: Attacks whose success means another party's inputs reached the observer.
+EXPOSURE_ATTACKS = ("transcript_exposure", "intermediate_exposure")
+
 #: Above this residual risk, an attack on individuals is taken as successful.
 RISK_THRESHOLD = 0.5
 
@@ -87,6 +90,7 @@ def attack_families() -> tuple[tuple[str, Family], ...]:
         dp_audit,
         extraction,
         federated,
+        intermediates,
         linkage,
         membership,
         reconstruction,
@@ -96,6 +100,7 @@ def attack_families() -> tuple[tuple[str, Family], ...]:
 
     return (
         ("transcript_exposure", transcript.attack),
+        ("intermediate_exposure", intermediates.attack),
         ("differencing", differencing.attack),
         ("reconstruction", reconstruction.attack),
         ("linkage", linkage.attack),
@@ -229,7 +234,7 @@ def _judge(results: list[dict[str, Any]], claim: Any) -> tuple[list[str], dict[s
             flags.append(name)
 
     for r in scored:
-        if r["attack"] == "transcript_exposure" and r["residual_risk"] > EXPOSURE_THRESHOLD:
+        if r["attack"] in EXPOSURE_ATTACKS and r["residual_risk"] > EXPOSURE_THRESHOLD:
             flag("exposes_inputs")
             if "inputs" not in claim.declared_leakage:
                 flag("claim_contradicted")
