@@ -11,6 +11,10 @@ functionality withholds does:
 - :class:`SharesAndTotals`: an additive-sharing sum whose holders also hand the
   aggregator their totals over all cells (a float32 array).
 
+Train (``federated_risk_model``): :class:`LocalModelsJson`, a one-shot model average
+whose trusts send the aggregator their local models (the task's own fit on their rows)
+as JSON text.
+
 Linkage (``trial_recruitment_linkage``): unsalted digests of the NHS number, written or
 encoded otherwise than the dictionary attack's plain hex of the decimal number:
 
@@ -38,15 +42,26 @@ from pets.api import (
     Capabilities,
     Claim,
     LinkageOutput,
+    LogisticModel,
     PartyContext,
     PetClass,
     SecurityModel,
 )
-from pets.tasks import eligible, finish_means, link_statistics, local_aggregate, sums_from_vector
+from pets.tasks import (
+    design_matrix,
+    eligible,
+    finish_means,
+    fit_logistic,
+    labels,
+    link_statistics,
+    local_aggregate,
+    sums_from_vector,
+)
 from pets.wire import pack, unpack
 
 __all__ = [
     "Base64Sha256",
+    "LocalModelsJson",
     "RawBlake2",
     "SaltInClear",
     "SharesAndTotals",
@@ -155,6 +170,39 @@ class SharesAndTotals(_PlantedAggregate):
         pooled = masked + unpack(context.receive(aggregator, tag="masks"))
         out = AggregateOutput(finish_means(sums_from_vector(np.round(pooled, 6), task), task))
         context.reveal("table", out)
+        return out
+
+
+# -- train -------------------------------------------------------------------------------
+class LocalModelsJson(Backend):
+    """Each trust fits the task's model on its rows and sends it to the recipient as
+    JSON; the recipient averages them, weighted by nothing."""
+
+    def __init__(self) -> None:
+        pass
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(task_kinds=frozenset({"train"}), pet_class=PetClass.MPC, claim=_claim())
+
+    def run_party(self, context: PartyContext) -> LogisticModel | None:
+        task = context.task
+        holders = [h for h in task.parties_with_role("data_holder") if h != task.recipient]
+        if context.name in holders:
+            x = design_matrix(context.data, task.params["features"])
+            model = fit_logistic(x, labels(context.data, task), task)
+            update = {"coef": model.coef.tolist(), "intercept": model.intercept}
+            context.send(task.recipient, pack(update), tag="model")
+            return None
+        if context.name != task.recipient:
+            return None
+        updates = [unpack(context.receive(h, tag="model")) for h in holders]
+        out = LogisticModel(
+            coef=np.mean([u["coef"] for u in updates], axis=0),
+            intercept=float(np.mean([u["intercept"] for u in updates])),
+            features=tuple(task.params["features"]),
+        )
+        context.reveal("model", out)
         return out
 
 

@@ -21,7 +21,8 @@ Entitlement. A quantity is not searched when the observer may know it anyway: th
 observer's own quantities; for the recipient, the quantities of every holder pooled and
 of every holder but itself pooled (what the ideal output gives, exact); every number in
 the output it learned; the parties' row counts when the claim declares
-``input sizes``; local models when it declares model updates. Quantities too plain to
+``input sizes``; local models and row counts when it declares model updates (a
+federated update carries both). Quantities too plain to
 be told apart from chance (integers below 100, decimals of under three significant
 digits) are not searched either.
 
@@ -100,7 +101,7 @@ _TEXT_RUN = re.compile(rb"[\t\n\r\x20-\x7e]{%d,}" % MIN_TEXT_RUN)
 
 
 # -- what each party's input gives ------------------------------------------------------
-def party_quantities(frame: pd.DataFrame | None, task: Any) -> Quantities:
+def party_quantities(frame: pd.DataFrame | None, task: Any, *, model: bool = True) -> Quantities:
     """Return a party's summaries, by family (:data:`FAMILIES`), as flat float64 arrays.
 
     Parameters
@@ -109,6 +110,8 @@ def party_quantities(frame: pd.DataFrame | None, task: Any) -> Quantities:
         The party's rows (None or empty gives nothing).
     task : Task
         The cell's task; ``aggregate`` and ``train`` have summaries, others none.
+    model : bool
+        Whether to fit the local model (``train``).
 
     Returns
     -------
@@ -138,7 +141,7 @@ def party_quantities(frame: pd.DataFrame | None, task: Any) -> Quantities:
         out["totals.sums"] = numeric.sum().to_numpy()
         out["totals.means"] = numeric.mean().to_numpy()
         y = labels(frame, task)
-        if 0 < y.sum() < y.size:
+        if model and 0 < y.sum() < y.size:
             model = fit_logistic(design_matrix(frame, task.params["features"]), y, task)
             out["local_model"] = np.append(np.asarray(model.coef, np.float64), model.intercept)
     return out
@@ -333,7 +336,7 @@ def _entitled(
         ]
         for group in (frames, others):
             if group:
-                pooled = party_quantities(pd.concat(group, ignore_index=True), task)
+                pooled = party_quantities(pd.concat(group, ignore_index=True), task, model=False)
                 parts += [_flat(pooled, f) for f in pooled]
         parts.append(numbers_in(context.output))
     declared = " ".join(context.claim.declared_leakage).lower()
@@ -342,8 +345,8 @@ def _entitled(
             if frame is not None:
                 parts.append(np.asarray([float(len(frame))]))
                 parts.append(_flat(quantities.get(name, {}), "totals.n"))
-    if "model updates" in declared:
-        parts += [_flat(q, "local_model") for q in quantities.values()]
+    if "model updates" in declared:  # a federated update: local weights and row count
+        parts += [_flat(q, f) for q in quantities.values() for f in ("local_model", "totals.n")]
     values = np.concatenate(parts) if parts else np.empty(0)
     return np.unique(values[np.isfinite(values)])
 
