@@ -36,11 +36,12 @@ not decoded (the distinguishing test of :mod:`pets.leakage.distinguishing` is th
 check for those).
 
 Score. Quantities fall in families (counts, sums and means of cells, margins and
-totals; the local model); the attack
-rate is the share found in the family where most were found (so a leak of a handful of
-totals is not diluted by hundreds of cells), with its control: the same search, in the
-same family, for the values moved by a small offset (a few per mille), which nobody
-holds.
+totals; the local model). Families are ranked by the share found above their control,
+and the attack rate is that of the leading group of families whose interval's lower
+end stands highest above its control (so a leak of a handful of totals of each kind
+is not diluted by hundreds of cells, and adds up to an interval that says so). The
+control is the same search, in the same families, for the values moved by a small
+offset (a few per mille), which nobody holds.
 """
 
 from __future__ import annotations
@@ -414,12 +415,7 @@ def _observe(
             ATTACK, ATTACKER, observer, "every other party's summary is entitled or too plain"
         )
 
-    def excess(f: dict[str, Any]) -> float:
-        control = f["control_hits"] / max(f["control_trials"], 1)
-        return Rate(f["hits"], f["trials"]).value - control
-
-    worst_name = max(by_family, key=lambda k: excess(by_family[k]))
-    worst = by_family[worst_name]
+    worst_name, worst = _worst(by_family)
     return rate_result(
         ATTACK,
         ATTACKER,
@@ -434,6 +430,34 @@ def _observe(
         bytes_searched=len(view.haystack),
         targets=others,
     )
+
+
+def _worst(by_family: dict[str, dict[str, int]]) -> tuple[str, dict[str, int]]:
+    """The families to score: the families ranked by rate above their control, and of
+    those rankings' leading groups the one whose rate has the highest lower bound above
+    its control (a leak of a few totals of each kind adds up to an interval that
+    says so; a family found by chance is outweighed by the ones that are not)."""
+
+    def control(f: dict[str, int]) -> float:
+        return f["control_hits"] / max(f["control_trials"], 1)
+
+    ranked = sorted(
+        by_family,
+        key=lambda k: (
+            Rate(by_family[k]["hits"], by_family[k]["trials"]).value - control(by_family[k])
+        ),
+        reverse=True,
+    )
+    best: tuple[float, str, dict[str, int]] | None = None
+    total = dict.fromkeys(("hits", "trials", "control_hits", "control_trials"), 0)
+    for i, name in enumerate(ranked):
+        total = {k: total[k] + by_family[name][k] for k in total}
+        low = Rate(total["hits"], total["trials"]).interval[0] - control(total)
+        if best is None or low > best[0]:
+            best = (low, "+".join(ranked[: i + 1]), dict(total))
+    if best is None:
+        raise ValueError("no family searched")
+    return best[1], best[2]
 
 
 def attack(context: AttackContext) -> list[AttackResult]:
