@@ -58,7 +58,11 @@ LEAKAGE_MODES = ("fast", "full", "off")
 EXPOSURE_THRESHOLD = 0.5
 
 #: Attacks whose success means another party's inputs reached the observer.
-EXPOSURE_ATTACKS = ("transcript_exposure", "intermediate_exposure")
+EXPOSURE_ATTACKS = (
+    "transcript_exposure",
+    "intermediate_exposure",
+    "transcript_distinguishing",
+)
 
 #: Above this residual risk, an attack on individuals is taken as successful.
 RISK_THRESHOLD = 0.5
@@ -87,6 +91,7 @@ def attack_families() -> tuple[tuple[str, Family], ...]:
     """
     from pets.leakage import (
         differencing,
+        distinguishing,
         dp_audit,
         extraction,
         federated,
@@ -101,6 +106,7 @@ def attack_families() -> tuple[tuple[str, Family], ...]:
     return (
         ("transcript_exposure", transcript.attack),
         ("intermediate_exposure", intermediates.attack),
+        ("transcript_distinguishing", distinguishing.attack),
         ("differencing", differencing.attack),
         ("reconstruction", reconstruction.attack),
         ("linkage", linkage.attack),
