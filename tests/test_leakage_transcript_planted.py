@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import pets
-from pets.leakage import identifiers, intermediates
+from pets.leakage import distinguishing, identifiers, intermediates
 
 from conftest import SCENARIOS, make_registry
 
@@ -107,6 +107,14 @@ def test_other_parties_totals_in_any_encoding_are_flagged(aggregate, backend):
     assert "exposes_inputs" in flags and "claim_contradicted" in flags
 
 
+@pytest.mark.parametrize("backend", sorted(AGGREGATE_LEAKS))
+def test_the_aggregators_view_tells_apart_inputs_with_the_same_output(aggregate, backend):
+    found = {a["observer"]: a for a in _attacks(aggregate, backend, "transcript_distinguishing")}
+    assert found["aggregator"]["success_rate"] == 1.0
+    assert found["aggregator"]["residual_risk"] == 1.0
+    assert found["analyst"]["residual_risk"] == 0.0  # it sees the same output either way
+
+
 def test_the_additive_shares_themselves_show_the_recipient_nothing(aggregate):
     found = {
         a["observer"]: a for a in _attacks(aggregate, "shares_and_totals", "intermediate_exposure")
@@ -118,6 +126,8 @@ def test_the_additive_shares_themselves_show_the_recipient_nothing(aggregate):
 def test_honest_he_and_mpc_aggregates_show_no_summary(aggregate, backend):
     found = _attacks(aggregate, backend, "intermediate_exposure")
     assert found and all(a.get("residual_risk", 0) < 0.1 for a in found)
+    told = [a for a in _attacks(aggregate, backend, "transcript_distinguishing") if a["applicable"]]
+    assert len(told) == 6 and all(a["residual_risk"] == 0.0 for a in told)
     assert "exposes_inputs" not in _flags(aggregate, backend)
 
 
@@ -229,3 +239,39 @@ def test_plain_quantities_are_not_searched():
         True,
         False,
     ]
+
+
+def test_distinguishing_reads_a_fixed_leak_among_fresh_randomness():
+    rng = np.random.default_rng(0)
+
+    def view(total: float) -> bytes:  # a fresh ciphertext-like blob, then one total
+        return rng.bytes(4096) + np.float64(total).tobytes() + rng.bytes(64)
+
+    leaky = ([view(4123.25) for _ in range(4)], [view(4127.5) for _ in range(4)])
+    assert distinguishing.classify(*leaky) == 8
+    # the same total in both inputs, or nothing fixed at all: every view is a tie
+    assert (
+        distinguishing.classify([view(1.5) for _ in range(4)], [view(1.5) for _ in range(4)]) == 0
+    )
+    random_floats = [rng.uniform(-1e9, 1e9, 512).tobytes() for _ in range(8)]
+    assert distinguishing.classify(random_floats[:4], random_floats[4:]) <= 1
+
+
+def test_swapped_inputs_keep_the_ideal_output_and_change_the_holdings():
+    from pets.scenarios import build_problem, load_scenario
+    from pets.tasks import TASK_KINDS, local_aggregate
+
+    problem = build_problem(load_scenario("multi_site_prevalence", SCENARIOS), 3000, seed=0)
+    first, second = distinguishing.swapped_inputs(problem, np.random.default_rng(0))
+    kind = TASK_KINDS["aggregate"]
+    a, b = kind.reference(first).table, kind.reference(second).table
+    assert a.equals(b)  # bit for bit: the measures are quarters, sums exact in any order
+    for name, frame in first.party_data.items():
+        assert len(frame) == len(second.party_data[name])
+    differs = [
+        not local_aggregate(first.party_data[n], problem.task).equals(
+            local_aggregate(second.party_data[n], problem.task)
+        )
+        for n in first.party_data
+    ]
+    assert all(differs)
