@@ -24,6 +24,10 @@ run) is a failure. The success rate is the share classified right; guessing scor
 one half. The control is the same test on two halves of the runs of input A, which
 nothing can tell apart.
 
+A backend whose claim declares the holders' tables
+(:func:`pets.leakage.intermediates.declares_tables`) is not tested: the two inputs
+differ in exactly those.
+
 Blind spots: a leak the backend randomises on every run (noise, random padding or
 order, a fresh key) leaves no constant position, and only the value searches can find
 it; a leak in a view whose length varies run to run is only compared up to the
@@ -41,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate_result
+from pets.leakage.intermediates import declares_tables
 
 __all__ = ["attack", "classify", "swapped_inputs", "view_of"]
 
@@ -158,6 +163,9 @@ def attack(context: AttackContext) -> list[AttackResult]:
     observers = list(context.session.party_names)
     if context.rerun is None:
         return [not_applicable(ATTACK, ATTACKER, o, "no rerun oracle") for o in observers]
+    if declares_tables(context.claim):
+        why = "the claim declares the holders' tables, which is what the two inputs change"
+        return [not_applicable(ATTACK, ATTACKER, o, why) for o in observers]
     start = time.perf_counter()
     first, second = swapped_inputs(problem, context.rng)
     if second is None:

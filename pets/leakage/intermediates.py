@@ -22,7 +22,8 @@ observer's own quantities; for the recipient, the quantities of every holder poo
 of every holder but itself pooled (what the ideal output gives, exact); every number in
 the output it learned; the parties' row counts when the claim declares
 ``input sizes``; local models and row counts when it declares model updates (a
-federated update carries both). Quantities too plain to
+federated update carries both); the aggregate summaries when it declares the holders'
+tables (:func:`declares_tables`). Quantities too plain to
 be told apart from chance (integers below 100, decimals of under three significant
 digits) are not searched either.
 
@@ -61,6 +62,7 @@ from pets.leakage.transcript import scan, text_tokens
 __all__ = [
     "attack",
     "binary_patterns",
+    "declares_tables",
     "distinctive",
     "numbers_in",
     "party_quantities",
@@ -346,10 +348,18 @@ def _entitled(
             if frame is not None:
                 parts.append(np.asarray([float(len(frame))]))
                 parts.append(_flat(quantities.get(name, {}), "totals.n"))
+    if declares_tables(context.claim):
+        parts += [_flat(q, f) for q in quantities.values() for f in FAMILIES if f != "local_model"]
     if "model updates" in declared:  # a federated update: local weights and row count
         parts += [_flat(q, f) for q in quantities.values() for f in ("local_model", "totals.n")]
     values = np.concatenate(parts) if parts else np.empty(0)
     return np.unique(values[np.isfinite(values)])
+
+
+def declares_tables(claim: Any) -> bool:
+    """Whether the claim declares the holders' tables (per-cell summaries) as leaked to
+    some party, as the output checkers of statistical disclosure control do."""
+    return any("table" in item.lower() for item in claim.declared_leakage)
 
 
 def _outside(values: np.ndarray, known: np.ndarray) -> np.ndarray:
