@@ -9,7 +9,9 @@ functionality withholds does:
   as JSON text;
 - :class:`TotalsPackedBE`: the same as raw big-endian float64 bytes;
 - :class:`SharesAndTotals`: an additive-sharing sum whose holders also hand the
-  aggregator their totals over all cells (a float32 array).
+  aggregator their totals over all cells (a float32 array);
+- :class:`TotalsXored`: per-cell counts and sums as float64 bytes XORed with a fixed
+  pad, which no value search decodes (the distinguishing test's case).
 
 Train (``federated_risk_model``): :class:`LocalModelsJson`, a one-shot model average
 whose trusts send the aggregator their local models (the task's own fit on their rows)
@@ -67,6 +69,7 @@ __all__ = [
     "SharesAndTotals",
     "TotalsJson",
     "TotalsPackedBE",
+    "TotalsXored",
     "TruncatedSha1",
     "UpperHexDashed",
 ]
@@ -138,6 +141,22 @@ class TotalsPackedBE(_PlantedAggregate):
 
     def _read(self, context: PartyContext, holder: str) -> np.ndarray:
         return np.frombuffer(context.receive(holder, tag="sums"), ">f8").astype(np.float64)
+
+
+class TotalsXored(_PlantedAggregate):
+    """Per-cell counts and sums as float64 bytes XORed with a pad fixed in the code."""
+
+    PAD = np.frombuffer(hashlib.sha256(b"pad").digest() * 4, np.uint8)
+
+    def _mask(self, data: bytes) -> bytes:
+        raw = np.frombuffer(data, np.uint8)
+        return (raw ^ np.resize(self.PAD, raw.size)).tobytes()
+
+    def _send(self, context: PartyContext, sums: pd.DataFrame, aggregator: str) -> None:
+        context.send(aggregator, self._mask(sums.to_numpy().ravel().tobytes()), tag="sums")
+
+    def _read(self, context: PartyContext, holder: str) -> np.ndarray:
+        return np.frombuffer(self._mask(context.receive(holder, tag="sums")), np.float64)
 
 
 class SharesAndTotals(_PlantedAggregate):

@@ -25,6 +25,7 @@ AGGREGATE_LEAKS = {
     "totals_packed_be": ("TotalsPackedBE", "cells.sums"),
     "shares_and_totals": ("SharesAndTotals", "totals.sums"),
 }
+AGGREGATE_OBFUSCATED = {"totals_xored": "TotalsXored"}
 AGGREGATE_HONEST = ("mpyc", "paillier", "tenseal-bfv")
 
 LINKAGE_LEAKS = {
@@ -45,6 +46,8 @@ def _registry():
     for leaks in (AGGREGATE_LEAKS, LINKAGE_LEAKS, TRAIN_LEAKS):
         for name, (cls, _) in leaks.items():
             reg.add(name, f"planted_transcript:{cls}")
+    for name, cls in AGGREGATE_OBFUSCATED.items():
+        reg.add(name, f"planted_transcript:{cls}")
     return reg
 
 
@@ -75,7 +78,10 @@ def _flags(frame, backend):
 @pytest.fixture(scope="module")
 def aggregate(tmp_path_factory):
     return _run(
-        tmp_path_factory, "multi_site_prevalence", [*AGGREGATE_LEAKS, *AGGREGATE_HONEST], 3000
+        tmp_path_factory,
+        "multi_site_prevalence",
+        [*AGGREGATE_LEAKS, *AGGREGATE_OBFUSCATED, *AGGREGATE_HONEST],
+        3000,
     )
 
 
@@ -113,6 +119,17 @@ def test_the_aggregators_view_tells_apart_inputs_with_the_same_output(aggregate,
     assert found["aggregator"]["success_rate"] == 1.0
     assert found["aggregator"]["residual_risk"] == 1.0
     assert found["analyst"]["residual_risk"] == 0.0  # it sees the same output either way
+
+
+def test_totals_no_search_decodes_are_told_apart_by_the_rerun_views(aggregate):
+    summaries = _attacks(aggregate, "totals_xored", "intermediate_exposure")
+    assert all(a.get("residual_risk", 0) < 0.1 for a in summaries)  # the pad hides them
+    found = {
+        a["observer"]: a for a in _attacks(aggregate, "totals_xored", "transcript_distinguishing")
+    }
+    assert found["aggregator"]["success_rate"] == 1.0
+    flags = _flags(aggregate, "totals_xored")
+    assert "exposes_inputs" in flags and "claim_contradicted" in flags
 
 
 def test_the_additive_shares_themselves_show_the_recipient_nothing(aggregate):
