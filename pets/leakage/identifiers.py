@@ -37,6 +37,7 @@ __all__ = [
     "WRITTEN_FORMS",
     "ObservedTokens",
     "digest_all",
+    "digest_heads",
     "written_numbers",
 ]
 
@@ -145,21 +146,30 @@ class ObservedTokens:
         self._by_head: dict[bytes, set[int]] = {}
         for t in self.tokens:
             self._by_head.setdefault(t[:MIN_PREFIX_BYTES], set()).add(len(t))
+        self._heads = np.frombuffer(b"".join(self._by_head), "<u4").astype(np.uint64)
 
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def match(self, digests: list[bytes]) -> np.ndarray:
+    def match(self, digests: list[bytes], heads: np.ndarray | None = None) -> np.ndarray:
         """Which ``digests`` occur whole or as a prefix of at least
-        :data:`MIN_PREFIX_BYTES` bytes, encoded as text, or raw (first 8 bytes)."""
+        :data:`MIN_PREFIX_BYTES` bytes, encoded as text, or raw (first 8 bytes).
+
+        ``heads`` is :func:`digest_heads` of ``digests``, when the caller keeps it.
+        """
+        heads = digest_heads(digests) if heads is None else heads
         found = np.zeros(len(digests), bool)
-        by_head, tokens = self._by_head, self.tokens
-        for i, d in enumerate(digests):
-            lengths = by_head.get(d[:MIN_PREFIX_BYTES])
-            if lengths and any(n <= len(d) and d[:n] in tokens for n in lengths):
-                found[i] = True
-        heads = [int.from_bytes(d[:8], "little") for d in digests]
-        raw = scan(self.haystack, heads, 8)
+        if self._heads.size:
+            for i in np.flatnonzero(np.isin(heads & 0xFFFFFFFF, self._heads)).tolist():
+                d = digests[i]
+                lengths = self._by_head.get(d[:MIN_PREFIX_BYTES], ())
+                found[i] = any(n <= len(d) and d[:n] in self.tokens for n in lengths)
+        raw = scan(self.haystack, heads.tolist(), 8)
         if raw:
-            found |= np.fromiter((h in raw for h in heads), bool, count=len(heads))
+            found |= np.isin(heads, np.fromiter(raw, np.uint64, count=len(raw)))
         return found
+
+
+def digest_heads(digests: list[bytes]) -> np.ndarray:
+    """The first 8 bytes of each digest as little-endian unsigned integers."""
+    return np.frombuffer(b"".join(d[:8] for d in digests), "<u8")

@@ -59,7 +59,13 @@ from pets.leakage._base import (
     not_applicable,
     rate_result,
 )
-from pets.leakage.identifiers import DIGESTS, WRITTEN_FORMS, ObservedTokens, written_numbers
+from pets.leakage.identifiers import (
+    DIGESTS,
+    WRITTEN_FORMS,
+    ObservedTokens,
+    digest_heads,
+    written_numbers,
+)
 from pets.leakage.transcript import scan, text_tokens
 from pets.tasks.linkage import candidate_identifiers, eligible
 from pets.wire import try_unpack
@@ -290,7 +296,8 @@ def dictionary_reidentification(context: AttackContext) -> list[AttackResult]:
     numbers = dictionary.tolist()
     written = {form: [write(n) for n in numbers] for form, write in WRITTEN_FORMS.items()}
     texts = written["decimal"]
-    digests: dict[tuple[str, str, bytes], list[bytes]] = {}  # scheme -> the dictionary's
+    # scheme -> the dictionary's digests and their first 8 bytes
+    digests: dict[tuple[str, str, bytes], tuple[list[bytes], np.ndarray]] = {}
     setup_s = time.perf_counter() - start
     results = []
     for observer in context.session.party_names:
@@ -319,8 +326,9 @@ def dictionary_reidentification(context: AttackContext) -> list[AttackResult]:
         for scheme, key, digest in schemes:
             if key not in digests:
                 inputs = written[key[1]] if key[1] in written else texts
-                digests[key] = [digest(t) for t in inputs]
-            hit = observed.match(digests[key])
+                computed = [digest(t) for t in inputs]
+                digests[key] = (computed, digest_heads(computed))
+            hit = observed.match(*digests[key])
             if hit.any():
                 by_scheme[scheme] = float(hit[in_targets].mean())
                 recovered |= hit
