@@ -292,3 +292,19 @@ def test_swapped_inputs_keep_the_ideal_output_and_change_the_holdings():
         for n in first.party_data
     ]
     assert all(differs)
+
+
+@pytest.mark.parametrize("width", [8, 4])
+def test_scan_with_many_patterns_finds_each_at_any_offset(width):
+    from pets.leakage.transcript import WIDE_PREFILTER, scan
+
+    rng = np.random.default_rng(3)
+    patterns = np.unique(rng.integers(0, 2 ** (8 * width), 3 * WIDE_PREFILTER, dtype=np.uint64))
+    hay = bytearray(rng.bytes(1 << 20))
+    planted = patterns[:5].tolist()
+    for at, value in zip([0, 9, 1001, 77777, (1 << 20) - width], planted, strict=True):
+        hay[at : at + width] = int(value).to_bytes(width, "little")
+    found = scan(bytes(hay), patterns.tolist(), width)
+    assert set(planted) <= found
+    if width == 8:  # 8-byte chance matches in a megabyte: none
+        assert found == set(planted)

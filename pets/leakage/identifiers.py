@@ -147,6 +147,7 @@ class ObservedTokens:
         for t in self.tokens:
             self._by_head.setdefault(t[:MIN_PREFIX_BYTES], set()).add(len(t))
         self._heads = np.frombuffer(b"".join(self._by_head), "<u4").astype(np.uint64)
+        self._raw: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -164,10 +165,18 @@ class ObservedTokens:
                 d = digests[i]
                 lengths = self._by_head.get(d[:MIN_PREFIX_BYTES], ())
                 found[i] = any(n <= len(d) and d[:n] in self.tokens for n in lengths)
-        raw = scan(self.haystack, heads.tolist(), 8)
-        if raw:
-            found |= np.isin(heads, np.fromiter(raw, np.uint64, count=len(raw)))
-        return found
+        raw = self._raw if self._raw is not None else self._scan(heads)
+        return found | np.isin(heads, raw)
+
+    def find_raw(self, heads: np.ndarray) -> None:
+        """Look for every one of ``heads`` raw in the bytes at once (one pass over a
+        long transcript instead of one per scheme); :meth:`match` then looks up only
+        these."""
+        self._raw = self._scan(heads)
+
+    def _scan(self, heads: np.ndarray) -> np.ndarray:
+        found = scan(self.haystack, np.unique(heads).tolist(), 8)
+        return np.fromiter(found, np.uint64, count=len(found))
 
 
 def digest_heads(digests: list[bytes]) -> np.ndarray:

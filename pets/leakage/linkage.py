@@ -323,11 +323,13 @@ def dictionary_reidentification(context: AttackContext) -> list[AttackResult]:
         in_targets = np.isin(dictionary, targets)
         recovered = _in_clear(haystack, dictionary, texts)
         by_scheme: dict[str, float] = {"plain": float(recovered[in_targets].mean())}
-        for scheme, key, digest in schemes:
+        for _, key, digest in schemes:
             if key not in digests:
                 inputs = written[key[1]] if key[1] in written else texts
                 computed = [digest(t) for t in inputs]
                 digests[key] = (computed, digest_heads(computed))
+        observed.find_raw(np.concatenate([digests[key][1] for _, key, _ in schemes]))
+        for scheme, key, _ in schemes:
             hit = observed.match(*digests[key])
             if hit.any():
                 by_scheme[scheme] = float(hit[in_targets].mean())
