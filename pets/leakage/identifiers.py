@@ -36,7 +36,6 @@ __all__ = [
     "MIN_PREFIX_BYTES",
     "WRITTEN_FORMS",
     "ObservedTokens",
-    "digest_all",
     "digest_heads",
     "written_numbers",
 ]
@@ -81,11 +80,6 @@ _GROUPED = re.compile(rb"(?<!\d)(\d{3})([ .-])(\d{3})\2(\d{4})(?!\d)")
 
 #: Lengths in bytes of the digests tried (a longer run is cut at these).
 _SIZES = sorted({len(f(b"")) for f in DIGESTS.values()})
-
-
-def digest_all(inputs: list[bytes], function: Callable[[bytes], bytes]) -> list[bytes]:
-    """Return ``function`` applied to each of ``inputs``."""
-    return [function(b) for b in inputs]
 
 
 def written_numbers(text: bytes) -> set[int]:
