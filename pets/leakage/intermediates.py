@@ -28,7 +28,9 @@ be told apart from chance (integers below 100, decimals of under three significa
 digits) are not searched either.
 
 Encodings. Binary: float64, float32 (and the float64 of its rounding), int64 and int32
-when integer-valued, each little- and big-endian, at every byte offset
+when integer-valued, each little- and big-endian, at every byte offset (4-byte
+patterns only while a view is short enough that chance matches stay rare,
+:data:`MAX_NARROW_CHANCE`; ``float32_searched`` says whether they were)
 (:func:`pets.leakage.transcript.scan`); this covers numpy arrays, Arrow columns and the
 :mod:`pets.wire` frames, which carry numbers unencoded. Text: every decimal number in
 the bytes (JSON, CSV, ``repr``) is parsed and matches a value it writes exactly, or
@@ -96,6 +98,13 @@ FAMILIES = (
 )
 
 Quantities = dict[str, np.ndarray]
+
+#: A group of families is scored only from this many values found.
+MIN_HITS = 2
+
+#: 4-byte patterns are searched only while the expected number of chance matches
+#: (view length times patterns over 2**32) stays below this.
+MAX_NARROW_CHANCE = 0.05
 
 #: Printable characters in a row before bytes are read as text.
 MIN_TEXT_RUN = 16
@@ -289,6 +298,7 @@ class _View:
 
     def __init__(self, payloads: list[bytes]) -> None:
         self.haystack = b"".join(payloads)
+        self.narrow_searched = True
         tokens = text_tokens(text_runs(self.haystack))
         self.values, self.halves, self.digits = text_numbers(tokens)
 
@@ -299,7 +309,11 @@ class _View:
             return np.zeros(0, bool)
         wide, narrow = binary_patterns(values)
         seen_wide = scan(self.haystack, (p for ps in wide for p in ps), 8)
-        seen_narrow = scan(self.haystack, (p for ps in narrow for p in ps), 4)
+        patterns = {p for ps in narrow for p in ps}
+        # a 4-byte pattern turns up by chance about once in 2**32 offsets: in a long view
+        # of random bytes (ciphertexts) many patterns would, so they are not searched
+        self.narrow_searched = len(self.haystack) * len(patterns) < MAX_NARROW_CHANCE * 2**32
+        seen_narrow = scan(self.haystack, patterns, 4) if self.narrow_searched else set()
         binary = np.asarray(
             [
                 any(p in seen_wide for p in w) or any(p in seen_narrow for p in n)
@@ -438,6 +452,7 @@ def _observe(
         family=worst_name,
         by_family={k: v["hits"] / v["trials"] for k, v in by_family.items()},
         bytes_searched=len(view.haystack),
+        float32_searched=view.narrow_searched,
         targets=others,
     )
 
@@ -445,8 +460,9 @@ def _observe(
 def _worst(by_family: dict[str, dict[str, int]]) -> tuple[str, dict[str, int]]:
     """The families to score: the families ranked by rate above their control, and of
     those rankings' leading groups the one whose rate has the highest lower bound above
-    its control (a leak of a few totals of each kind adds up to an interval that
-    says so; a family found by chance is outweighed by the ones that are not)."""
+    its control, among groups with at least :data:`MIN_HITS` values found (a leak of a
+    few totals of each kind adds up to an interval that says so; a single chance match
+    in a family of three is not taken for a third of it leaked)."""
 
     def control(f: dict[str, int]) -> float:
         return f["control_hits"] / max(f["control_trials"], 1)
@@ -462,11 +478,13 @@ def _worst(by_family: dict[str, dict[str, int]]) -> tuple[str, dict[str, int]]:
     total = dict.fromkeys(("hits", "trials", "control_hits", "control_trials"), 0)
     for i, name in enumerate(ranked):
         total = {k: total[k] + by_family[name][k] for k in total}
+        if total["hits"] < MIN_HITS:  # one match is as likely chance as a leak
+            continue
         low = Rate(total["hits"], total["trials"]).interval[0] - control(total)
         if best is None or low > best[0]:
             best = (low, "+".join(ranked[: i + 1]), dict(total))
-    if best is None:
-        raise ValueError("no family searched")
+    if best is None:  # nothing found twice: every family, pooled
+        return "+".join(ranked), total
     return best[1], best[2]
 
 
