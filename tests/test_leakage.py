@@ -82,7 +82,12 @@ def test_plaintext_exposes_inputs_as_it_declares(tmp_path, registry, scenario_di
         a for a in json.loads(sums["leakage.attacks"]) if a["attack"] == "transcript_exposure"
     ]
     assert exposure and all(a.get("residual_risk", 0) < 0.3 for a in exposure)
-    assert "exposes_inputs" not in json.loads(sums["leakage.flags"])
+    # no row crosses the channel, but each nation's per-cell sums reach the analyst
+    summaries = [
+        a for a in json.loads(sums["leakage.attacks"]) if a["attack"] == "intermediate_exposure"
+    ]
+    assert max(a.get("residual_risk", 0) for a in summaries) > 0.9
+    assert "exposes_inputs" in json.loads(sums["leakage.flags"])
     # the published table is exact, so differencing still reads patients off it
     assert "reveals_individuals" in json.loads(sums["leakage.flags"])
     attacks = json.loads(plain["leakage.attacks"])

@@ -51,6 +51,16 @@ def test_plaintext_rows_under_an_input_privacy_claim_fail_the_transcript_check(t
     assert results["check_declared_kinds_run"].status == "passed"
 
 
+def test_per_cell_sums_under_an_input_privacy_claim_fail_the_transcript_check(toys):
+    from misbehaving import LocalSums
+
+    transcript = _by_check(check_backend(LocalSums(), toys=toys))[
+        "check_transcript_consistent_with_claim"
+    ]
+    assert transcript.status == "failed"
+    assert "summaries" in transcript.message
+
+
 def test_a_malformed_dp_claim_fails_naming_the_missing_field(toys):
     results = _by_check(check_backend(MalformedClaim(), toys=toys))
     dp = results["check_dp_claim_names_privacy_unit"]

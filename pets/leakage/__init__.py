@@ -28,7 +28,7 @@ from pets.leakage._base import (
     not_applicable,
     rate_result,
 )
-from pets.leakage.claims import EXPOSURE_THRESHOLD, ClaimCheck, check_claim
+from pets.leakage.claims import EXPOSURE_ATTACKS, EXPOSURE_THRESHOLD, ClaimCheck, check_claim
 from pets.leakage.rates import (
     Rate,
     clopper_pearson,
@@ -94,9 +94,11 @@ def attack_families() -> tuple[tuple[str, Family], ...]:
     """
     from pets.leakage import (
         differencing,
+        distinguishing,
         dp_audit,
         extraction,
         federated,
+        intermediates,
         linkage,
         membership,
         reconstruction,
@@ -107,6 +109,8 @@ def attack_families() -> tuple[tuple[str, Family], ...]:
 
     return (
         ("transcript_exposure", transcript.attack),
+        ("intermediate_exposure", intermediates.attack),
+        ("transcript_distinguishing", distinguishing.attack),
         ("differencing", differencing.attack),
         ("reconstruction", reconstruction.attack),
         ("linkage", linkage.attack),
@@ -257,7 +261,7 @@ def _judge(
         if r.get("flag") in RISK_FLAGS.values():  # a per-person attack's own threshold
             flag(r["flag"])
         low = _risk_low(r)
-        if r["attack"] == "transcript_exposure" and low > EXPOSURE_THRESHOLD:
+        if r["attack"] in EXPOSURE_ATTACKS and low > EXPOSURE_THRESHOLD:
             flag("exposes_inputs")
         elif r["attack"] in RISK_FLAGS and low > RISK_THRESHOLD:
             flag(RISK_FLAGS[r["attack"]])

@@ -50,6 +50,7 @@ __all__ = [
     "BALANCED_ATTACKS",
     "DP_PROTECTED",
     "EPSILON_EXEMPT",
+    "EXPOSURE_ATTACKS",
     "EXPOSURE_THRESHOLD",
     "NOISY",
     "ClaimCheck",
@@ -66,9 +67,18 @@ EXPOSURE_THRESHOLD = 0.5
 
 _OUTPUT = ("output", "noisy output")
 
+#: Attacks whose success means another party's inputs reached the observer.
+EXPOSURE_ATTACKS = (
+    "transcript_exposure",
+    "intermediate_exposure",
+    "transcript_distinguishing",
+)
+
 #: Declared-leakage words under which each attack may succeed (its channel is declared).
 ALLOWED_BY: dict[str, tuple[str, ...]] = {
     "transcript_exposure": ("inputs",),
+    "intermediate_exposure": ("inputs",),
+    "transcript_distinguishing": ("inputs",),
     "dictionary_reidentification": ("inputs", "identifiers", "pseudonymised identifiers"),
     "update_reconstruction": ("inputs", "model updates", "noisy model updates"),
     "differencing": _OUTPUT,
@@ -233,7 +243,7 @@ def check_claim(claim: Claim, results: Sequence[Mapping[str, Any]]) -> list[Clai
         admitted = set(ALLOWED_BY.get(attack, ())) & declared
         if claim.epsilon is None:
             admitted -= NOISY  # "noisy" admits nothing without the epsilon that bounds it
-        if attack == "transcript_exposure" and not admitted and not claim.formal:
+        if attack in EXPOSURE_ATTACKS and not admitted and not claim.formal:
             checks.append(_exposure_check(r))
         elif attack in ALLOWED_BY and claim.formal and not admitted:
             checks.append(_declared_check(r, claim))

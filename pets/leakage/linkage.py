@@ -5,11 +5,16 @@ Two attacks by an honest-but-curious party:
 - ``dictionary_reidentification``: the NHS number space is enumerable, and a party that
   holds a region's list of candidate numbers (every valid number registered there)
   hashes them the ways a motivated intruder would try and joins the digests with the
-  tokens it received. Schemes tried: SHA-256, SHA-1 and MD5 of the decimal number
-  (hex digests, any case), unsalted and with every short byte string the party received
-  taken as a candidate salt (before and after the number) or HMAC-SHA256 key; plus the
-  numbers themselves, as decimal text or little-endian int64 (a backend that ships them
-  in the clear). Tokens are the hex runs in the received bytes and the strings inside
+  tokens it received, normalised as :mod:`pets.leakage.identifiers` describes: the
+  number decimal, grouped (``485 777 3456``, dashed, dotted) or as int64 bytes, under
+  MD5, SHA-1, SHA-256, SHA-512 and BLAKE2 digests, unsalted, and the decimal number
+  with every short byte string the party received (whole, or the string a wire message
+  carries) taken as a candidate salt (before and after the number) or HMAC-SHA256 key;
+  each digest found as hex of either case, base64 (standard or URL-safe, padded or
+  not) or raw bytes, whole or truncated to 4 bytes or more; plus the numbers
+  themselves, as decimal or grouped text or int64 of either byte order (a backend
+  that ships them in the clear). Tokens are the hex and base64 runs in the received
+  bytes and the strings inside
   any :mod:`pets.wire` message. Each party in the session is an observer (helpers such
   as a key holder included). Success is the share of the patients outside the declared
   output (the other data holders' eligible patients not in the intersection) whose
@@ -54,6 +59,13 @@ from pets.leakage._base import (
     not_applicable,
     rate_result,
 )
+from pets.leakage.identifiers import (
+    DIGESTS,
+    WRITTEN_FORMS,
+    ObservedTokens,
+    digest_heads,
+    written_numbers,
+)
 from pets.leakage.transcript import scan, text_tokens
 from pets.tasks.linkage import candidate_identifiers, eligible
 from pets.wire import try_unpack
@@ -70,6 +82,9 @@ ATTACKER = "A2"
 
 #: Hex-digest lengths of the hash functions tried.
 DIGEST_HEX = {"md5": 32, "sha1": 40, "sha256": 64}
+
+#: Digests tried with each candidate salt before and after the decimal number.
+SALTED_DIGESTS = ("md5", "sha1", "sha256", "blake2s")
 
 #: Received payloads up to this many bytes are tried as salts and keys.
 MAX_SALT_BYTES = 64
@@ -133,13 +148,14 @@ def _strings(value: Any) -> Iterable[str]:
         yield from (v if isinstance(v, str) else v.hex() for v in value.ravel().tolist())
 
 
-def wire_strings(payloads: Iterable[bytes]) -> set[str]:
-    """Return every string (lower case) inside the payloads that decode as
-    :mod:`pets.wire` messages (or streams of them); other payloads are skipped."""
+def wire_strings(payloads: Iterable[bytes], *, fold_case: bool = True) -> set[str]:
+    """Return every string inside the payloads that decode as :mod:`pets.wire` messages
+    (or streams of them), lower case unless ``fold_case`` is false (base64 needs its
+    case); other payloads are skipped."""
     out: set[str] = set()
     for payload in payloads:
         for message in _messages(payload):
-            out.update(s.lower() for s in _strings(message))
+            out.update(s.lower() if fold_case else s for s in _strings(message))
     return out
 
 
@@ -161,47 +177,58 @@ def _messages(payload: bytes, limit: int = 4096) -> list[Any]:
 
 # -- dictionary re-identification ----------------------------------------------------------
 def _candidate_salts(payloads: list[bytes], limit: int) -> list[bytes]:
+    """Short payloads: each whole, then the strings of its wire message (a salt sent
+    with :func:`pets.wire.pack` arrives framed)."""
     salts: list[bytes] = []
-    for payload in payloads:
-        if 0 < len(payload) <= MAX_SALT_BYTES and payload not in salts:
-            salts.append(payload)
+    short = [p for p in payloads if 0 < len(p) <= MAX_SALT_BYTES]
+    decoded = [
+        s if isinstance(s, bytes) else s.encode()
+        for p in short
+        for m in _messages(p)
+        for s in _strings(m)
+    ]
+    for candidate in [*short, *decoded]:
+        if candidate and candidate not in salts:
+            salts.append(candidate)
     return salts[:limit]
 
 
 def _schemes(
-    salts: list[bytes], lengths: set[int]
-) -> list[tuple[str, tuple[str, str, bytes], Callable[[bytes], str]]]:
-    """Return ``(name, cache key, digest function)`` for every scheme whose digest length
-    occurs among the tokens. Names number the salts; keys hold them."""
-    out: list[tuple[str, tuple[str, str, bytes], Callable[[bytes], str]]] = []
-    for algorithm, size in DIGEST_HEX.items():
-        if size not in lengths:
-            continue
-        new = getattr(hashlib, algorithm)
-        out.append((algorithm, (algorithm, "", b""), lambda s, new=new: new(s).hexdigest()))
+    salts: list[bytes],
+) -> list[tuple[str, tuple[str, str, bytes], Callable[[bytes], bytes]]]:
+    """Return ``(name, cache key, function of a written form)`` for every scheme: each
+    digest of each written form unsalted, and the salted and keyed digests of the
+    decimal number. Names number the salts; keys hold them."""
+    out: list[tuple[str, tuple[str, str, bytes], Callable[[bytes], bytes]]] = []
+    for algorithm, digest in DIGESTS.items():
+        for form in WRITTEN_FORMS:
+            name = algorithm if form == "decimal" else f"{algorithm}({form})"
+            out.append((name, (algorithm, form, b""), digest))
+    for algorithm in SALTED_DIGESTS:
+        digest = DIGESTS[algorithm]
         for i, salt in enumerate(salts):
             out.append(
                 (
                     f"{algorithm}(salt{i}+id)",
                     (algorithm, "prefix", salt),
-                    lambda s, n=new, a=salt: n(a + s).hexdigest(),
+                    lambda s, d=digest, a=salt: d(a + s),
                 )
             )
             out.append(
                 (
                     f"{algorithm}(id+salt{i})",
                     (algorithm, "suffix", salt),
-                    lambda s, n=new, a=salt: n(s + a).hexdigest(),
+                    lambda s, d=digest, a=salt: d(s + a),
                 )
             )
-            if algorithm == "sha256":
-                out.append(
-                    (
-                        f"hmac-sha256(key=salt{i})",
-                        ("hmac-sha256", "key", salt),
-                        lambda s, a=salt: hmac.new(a, s, hashlib.sha256).hexdigest(),
-                    )
-                )
+    for i, salt in enumerate(salts):
+        out.append(
+            (
+                f"hmac-sha256(key=salt{i})",
+                ("hmac-sha256", "key", salt),
+                lambda s, a=salt: hmac.new(a, s, hashlib.sha256).digest(),
+            )
+        )
     return out
 
 
@@ -221,6 +248,26 @@ def _dictionary(context: AttackContext) -> np.ndarray:
     id_column = context.problem.task.params["id_column"]
     held = [f[id_column].to_numpy() for f in context.problem.party_data.values()]
     return candidate_identifiers(held, context.rng)
+
+
+def _in_clear(haystack: bytes, dictionary: np.ndarray, texts: list[bytes]) -> np.ndarray:
+    """Which dictionary numbers the bytes hold unhashed: decimal or grouped text, or
+    int64 of either byte order."""
+    little = dictionary.astype("<i8").view("<u8")
+    big = dictionary.astype(">i8").view("<u8")
+    words = scan(haystack, [*little.tolist(), *big.tolist()], 8)
+    numbers = text_tokens(haystack)
+    grouped = written_numbers(haystack)
+    return np.fromiter(
+        (
+            lw in words or bw in words or t in numbers or v in grouped
+            for lw, bw, t, v in zip(
+                little.tolist(), big.tolist(), texts, dictionary.tolist(), strict=True
+            )
+        ),
+        bool,
+        count=dictionary.size,
+    )
 
 
 def dictionary_reidentification(context: AttackContext) -> list[AttackResult]:
@@ -246,8 +293,11 @@ def dictionary_reidentification(context: AttackContext) -> list[AttackResult]:
         )
     )
     decoys = ~np.isin(dictionary, held)
-    texts = [str(v).encode() for v in dictionary.tolist()]
-    digests: dict[tuple[str, str, bytes], list[str]] = {}  # scheme -> the dictionary's digests
+    numbers = dictionary.tolist()
+    written = {form: [write(n) for n in numbers] for form, write in WRITTEN_FORMS.items()}
+    texts = written["decimal"]
+    # scheme -> the dictionary's digests and their first 8 bytes
+    digests: dict[tuple[str, str, bytes], tuple[list[bytes], np.ndarray]] = {}
     setup_s = time.perf_counter() - start
     results = []
     for observer in context.session.party_names:
@@ -266,31 +316,24 @@ def dictionary_reidentification(context: AttackContext) -> list[AttackResult]:
             )
             continue
         haystack = b"".join(payloads)
-        tokens = hex_tokens(haystack) | wire_strings(payloads)
+        strings = wire_strings(payloads, fold_case=False)
+        observed = ObservedTokens(haystack, strings)
         salts = _candidate_salts(payloads, MAX_SALTS.get(context.mode, MAX_SALTS["fast"]))
-        schemes = _schemes(salts, {len(t) for t in tokens})
-        recovered = np.zeros(dictionary.size, bool)
-        by_scheme: dict[str, float] = {}
+        schemes = _schemes(salts)
         in_targets = np.isin(dictionary, targets)
-        # the numbers themselves, as little-endian int64 or decimal text
-        words = scan(haystack, dictionary.view(np.uint64).tolist(), 8)
-        numbers = text_tokens(haystack)
-        plain = np.fromiter(
-            (
-                w in words or t in numbers
-                for w, t in zip(dictionary.view(np.uint64).tolist(), texts, strict=True)
-            ),
-            bool,
-            count=dictionary.size,
-        )
-        by_scheme["plain"] = float(plain[in_targets].mean())
-        recovered |= plain
-        for scheme, key, digest in schemes:
+        recovered = _in_clear(haystack, dictionary, texts)
+        by_scheme: dict[str, float] = {"plain": float(recovered[in_targets].mean())}
+        for _, key, digest in schemes:
             if key not in digests:
-                digests[key] = [digest(t) for t in texts]
-            hit = np.fromiter((d in tokens for d in digests[key]), bool, count=dictionary.size)
-            by_scheme[scheme] = float(hit[in_targets].mean())
-            recovered |= hit
+                inputs = written[key[1]] if key[1] in written else texts
+                computed = [digest(t) for t in inputs]
+                digests[key] = (computed, digest_heads(computed))
+        observed.find_raw(np.concatenate([digests[key][1] for _, key, _ in schemes]))
+        for scheme, key, _ in schemes:
+            hit = observed.match(*digests[key])
+            if hit.any():
+                by_scheme[scheme] = float(hit[in_targets].mean())
+                recovered |= hit
         successes = int(recovered[in_targets].sum())
         control_hits = int(recovered[decoys].sum())
         results.append(
@@ -306,7 +349,7 @@ def dictionary_reidentification(context: AttackContext) -> list[AttackResult]:
                 by_scheme=by_scheme,
                 schemes_tried=1 + len(schemes),
                 candidate_salts=len(salts),
-                tokens_seen=len(tokens),
+                tokens_seen=len(observed),
                 dictionary_size=int(dictionary.size),
                 decoys=int(decoys.sum()),
             )

@@ -47,6 +47,9 @@ __all__ = [
 ATTACK = "transcript_exposure"
 ATTACKER = "A2"
 
+#: Above this many patterns, :func:`scan` prefilters on 24 bits instead of 16.
+WIDE_PREFILTER = 4096
+
 #: A decimal number as programs write it (``-12``, ``61.25``, ``1e-05``).
 _NUMBER = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
@@ -147,11 +150,14 @@ def scan(haystack: bytes, patterns: Iterable[int], width: int) -> set[int]:
     if needles.size == 0:
         return set()
     # cheap prefilter: the low and the high 16 bits of a word must both occur among the
-    # needles' (two table look-ups per word); the few words that pass are searched exactly
-    low_table = np.zeros(1 << 16, bool)
-    high_table = np.zeros(1 << 16, bool)
-    low_table[(needles & 0xFFFF).astype(np.intp)] = True
-    high_table[(needles >> (8 * width - 16)).astype(np.intp)] = True
+    # needles' (two table look-ups per word); the few words that pass are searched exactly.
+    # Past a few thousand needles 16-bit tables fill up, and 24-bit ones are used.
+    bits = 16 if needles.size <= WIDE_PREFILTER else 24
+    low_table = np.zeros(1 << bits, bool)
+    high_table = np.zeros(1 << bits, bool)
+    mask = needles.dtype.type((1 << bits) - 1)
+    low_table[(needles & mask).astype(np.intp)] = True
+    high_table[(needles >> needles.dtype.type(8 * width - bits)).astype(np.intp)] = True
     step = width // 2
     present = np.zeros(needles.size, bool)
     last = needles.size - 1
@@ -160,10 +166,15 @@ def scan(haystack: bytes, patterns: Iterable[int], width: int) -> set[int]:
         if count <= 0:
             break
         words = np.frombuffer(haystack, dtype=dtype, count=count, offset=offset)
-        halves = step * (count - 1) + 1
-        low = np.frombuffer(haystack, dtype="<u2", count=halves, offset=offset)[::step]
-        high = np.frombuffer(haystack, dtype="<u2", count=halves, offset=offset + width - 2)
-        words = words[low_table[low] & high_table[high[::step]]]
+        if bits == 16:
+            halves = step * (count - 1) + 1
+            low = np.frombuffer(haystack, dtype="<u2", count=halves, offset=offset)[::step]
+            high = np.frombuffer(haystack, dtype="<u2", count=halves, offset=offset + width - 2)
+            words = words[low_table[low] & high_table[high[::step]]]
+        else:
+            low = (words & mask).astype(np.intp)
+            high = (words >> words.dtype.type(8 * width - bits)).astype(np.intp)
+            words = words[low_table[low] & high_table[high]]
         at = np.searchsorted(needles, words)
         np.minimum(at, last, out=at)
         present[at[needles[at] == words]] = True

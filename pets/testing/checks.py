@@ -368,9 +368,10 @@ def check_data_travels_through_the_session(backend: Backend, toys: Toybox) -> No
 
 def check_transcript_consistent_with_claim(backend: Backend, toys: Toybox) -> None:
     """What each party received is consistent with the claim: a backend whose claim
-    does not declare ``"inputs"`` leaks no other party's raw values into any party's
-    received bytes (transcript exposure)."""
-    from pets.leakage import EFFORT, EXPOSURE_THRESHOLD, AttackContext
+    does not declare ``"inputs"`` leaks no other party's raw values, nor its per-cell,
+    per-group or total summaries or local model, into any party's received bytes
+    (transcript and intermediate exposure)."""
+    from pets.leakage import EFFORT, EXPOSURE_THRESHOLD, AttackContext, intermediates
     from pets.leakage.transcript import attack
 
     claim = _capabilities(backend).claim
@@ -385,13 +386,13 @@ def check_transcript_consistent_with_claim(backend: Backend, toys: Toybox) -> No
             effort=EFFORT["fast"],
             rng=np.random.default_rng(0),
         )
-        for result in attack(context):
+        for result in [*attack(context), *intermediates.attack(context)]:
             risk = result.to_dict().get("residual_risk")
             if risk is not None and risk > EXPOSURE_THRESHOLD:
                 exposed.append(f"{run.kind}: {result.observer} sees {risk:.0%}")
     if exposed and "inputs" not in claim.declared_leakage:
         raise AssertionError(
-            "parties received other parties' raw values ("
+            "parties received other parties' raw values or summaries ("
             + "; ".join(exposed)
             + " of the sampled values) while the claim does not declare 'inputs': encrypt, "
             "share or aggregate before sending, or declare Claim(declared_leakage=(..., "
