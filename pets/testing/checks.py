@@ -457,7 +457,7 @@ def check_dp_audit_agrees_with_claim(backend: Backend, toys: Toybox) -> None:
     run = toys.run(backend, kinds[0])
     if run.status != "ok":
         raise SkipCheck(f"the {kinds[0]} toy did not run (see check_declared_kinds_run)")
-    effort = replace(EFFORT["fast"], audit_trials=MIN_TRIALS, audit_seconds=toys.audit_seconds)
+    effort = replace(EFFORT["fast"], audit_trials=MIN_TRIALS)
     context = AttackContext(
         problem=run.problem,
         session=run.session,
