@@ -183,8 +183,19 @@ def query_design(problem: Any) -> Design | str:
         inside[select_rows(frame, q.get("filter", "")).index.to_numpy(), j] = True
     reach = inside.sum(axis=1)
     candidates = np.flatnonzero(reach == reach.max())
-    counts = [j for j, q in enumerate(queries) if q["kind"] == "count"]
-    names = ["mean_standardised", "counts_standardised"] + [str(q["id"]) for q in queries]
+    counts = np.array([q["kind"] in ("count", "histogram") for q in queries])
+    names = ["weighted_standardised", "counts_standardised", "mean_standardised"]
+    names += [str(q["id"]) for q in queries]
+    ranges = public_ranges()
+
+    def sensitivity(query: Any, rows: int) -> float:
+        """What one patient can move the answer by at most (public bounds)."""
+        if query["kind"] in ("count", "histogram"):
+            return 1.0
+        lo, hi = ranges.get(query["column"], (-1.0, 1.0))
+        if query["kind"] == "sum":
+            return max(abs(lo), abs(hi)) or 1.0
+        return (hi - lo) / max(1, rows)
 
     def draw(rng: np.random.Generator, index: int) -> Trial:
         canary = int(rng.choice(candidates))
@@ -192,6 +203,16 @@ def query_design(problem: Any) -> Design | str:
         without = frame.drop(index=canary).reset_index(drop=True)
         base = [np.atleast_1d(np.asarray(answer_query(without, q), float)) for q in queries]
         full = [np.atleast_1d(np.asarray(answer_query(frame, q), float)) for q in queries]
+        shifts = [f - b for f, b in zip(full, base, strict=True)]
+        moved = [np.abs(np.nan_to_num(d)) > 1e-12 for d in shifts]
+        # a mechanism calibrated to each query's sensitivity has standardised noise in
+        # proportion to sensitivity / shift: weight each answer by (shift / sensitivity)^2
+        weight = np.zeros(len(queries))
+        for j, q in enumerate(queries):
+            if moved[j].any():
+                rows = int(inside[:, j].sum())
+                shift = float(np.abs(shifts[j][moved[j]]).mean())
+                weight[j] = (shift / sensitivity(q, rows)) ** 2
         data = frame if coin else without
 
         def score(output: Any) -> np.ndarray:
@@ -199,23 +220,20 @@ def query_design(problem: Any) -> Design | str:
             per_query = np.full(len(queries), np.nan)
             for j in range(len(queries)):
                 value = answers[j] if j < len(answers) else None
-                if value is None:
+                if value is None or not moved[j].any():
                     continue
                 got = np.atleast_1d(np.asarray(value, float))
-                shift = full[j] - base[j]
-                moved = np.abs(np.nan_to_num(shift)) > 1e-12
-                if got.shape != base[j].shape or not moved.any():
+                if got.shape != base[j].shape:
                     continue
-                per_query[j] = float(np.mean((got[moved] - base[j][moved]) / shift[moved]))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # no answer moved
-                overall = np.nanmean(per_query) if np.isfinite(per_query).any() else np.nan
-                on_counts = (
-                    np.nanmean(per_query[counts])
-                    if counts and np.isfinite(per_query[counts]).any()
-                    else np.nan
-                )
-            return np.concatenate([[overall, on_counts], per_query])[None, :]
+                m = moved[j]
+                per_query[j] = float(np.mean((got[m] - base[j][m]) / shifts[j][m]))
+            seen = np.isfinite(per_query)
+            combined = [
+                _weighted(per_query, np.where(seen, weight, 0.0)),
+                _weighted(per_query, (seen & counts).astype(float)),
+                _weighted(per_query, seen.astype(float)),
+            ]
+            return np.concatenate([combined, per_query])[None, :]
 
         return Trial(
             replace(problem, party_data={**problem.party_data, custodian: data}),
@@ -233,3 +251,11 @@ def query_design(problem: Any) -> Design | str:
             "canary_choice": "real rows in the most queries, left out in every other run",
         },
     )
+
+
+def _weighted(values: np.ndarray, weights: np.ndarray) -> float:
+    """The weighted mean of the finite values (NaN when no weight is left)."""
+    total = float(weights.sum())
+    if total <= 0:
+        return float("nan")
+    return float(np.nansum(np.where(weights > 0, values, 0.0) * weights) / total)
