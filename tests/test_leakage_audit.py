@@ -188,14 +188,13 @@ def test_a_per_query_epsilon_is_audited_as_the_total_the_claim_states(scenario_d
     as many queries as any patient, and the score adds up every answer it moves."""
     from pets.backends.dp import OpenDP
 
-    effort = replace(EFFORT["fast"], audit_trials=300)
     leak, _ = _audit(
         dp_leaks.PerQueryTotal(epsilon=2.0),
         lambda: dp_leaks.PerQueryTotal(epsilon=2.0),
         "tre_queries",
         scenario_dir,
         1000,
-        effort=effort,
+        effort=replace(EFFORT["fast"], audit_trials=400),
     )
     assert leak["workload_queries"] == 10 and leak["queries_moved_by_canary"] >= 5
     assert leak["claim_contradicted"] is True and leak["epsilon_lower"] > 2.0
@@ -205,7 +204,7 @@ def test_a_per_query_epsilon_is_audited_as_the_total_the_claim_states(scenario_d
         "tre_queries",
         scenario_dir,
         1000,
-        effort=effort,
+        effort=replace(EFFORT["fast"], audit_trials=100),
     )
     assert honest["claim_contradicted"] is False
 

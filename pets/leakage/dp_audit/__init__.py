@@ -18,8 +18,8 @@ Designs per task kind (:mod:`~pets.leakage.dp_audit.tables`,
 :mod:`~pets.leakage.dp_audit.models`): aggregates put one canary in every cell of the
 grid, so one run gives hundreds of guesses; query workloads and trained models carry
 one canary per run; synthetic tables carry a few canaries with rare combinations of
-values. Pure claims (delta = 0) with several canaries per run are bounded by canary
-guessing, the others by the threshold test on the two worlds.
+values. Every canary is kept in or left out by a fair coin. Pure claims (delta = 0) are
+bounded by canary guessing, the others by the threshold test on the two worlds.
 """
 
 from __future__ import annotations
@@ -156,18 +156,32 @@ def _run_audit(context: AttackContext, design: Design, runs: int, delta: float) 
         "left out by coins",
         **design.extra,
     }
-    if delta == 0 and design.canaries_per_run > 1:
+    if delta == 0:
         order = rng.permutation(len(coin))  # tie-breaks fixed before reading the scores
-        found = canary_bound(coin, score, order=order)
+        guessed = score[:, : design.guess_statistics]
+        if design.midpoint is None:  # halfway between the quartiles of all runs' scores
+            finite = np.where(np.isfinite(guessed), guessed, np.nan)
+            with np.errstate(all="ignore"):
+                midpoint = np.nanmean(np.nanpercentile(finite, [25, 75], axis=0), axis=0)
+        else:
+            midpoint = np.full(guessed.shape[1], design.midpoint)
+        found = canary_bound(coin, guessed, midpoint=midpoint, order=order)
         eps, cap = found.epsilon_lower, found.epsilon_cap
         specific = {
             "method": "canary guessing (Steinke, Nasr and Jagielski 2023, theorem 3.1)",
             "statistic": design.statistics[found.statistic],
-            "statistics_tried": design.statistics,
+            "statistics_tried": design.statistics[: design.guess_statistics],
             "guesses": found.guesses,
             "correct_guesses": found.correct,
             "tests": found.tests,
         }
+    elif min(int(coin.sum()), int((~coin).sum())) < 4:
+        return _skipped(
+            context,
+            f"the coins kept {int(coin.sum())} of {runs} runs in: too "
+            "few runs in one world for a threshold test",
+            **common,
+        )
     else:
         found = audit_scores(score[coin], score[~coin], delta=delta)
         eps, cap = found.epsilon_lower, found.epsilon_cap

@@ -129,7 +129,7 @@ def canary_bound(
     coins: np.ndarray,
     scores: np.ndarray,
     *,
-    midpoint: float = 0.5,
+    midpoint: float | np.ndarray = 0.5,
     order: np.ndarray | None = None,
     alpha: float = ALPHA,
 ) -> CanaryAudit:
@@ -143,9 +143,10 @@ def canary_bound(
         ``(canaries,)`` or ``(canaries, statistics)``: candidate scores on a scale where
         a canary left out sits below ``midpoint`` and one kept in above it. NaN (a
         withheld cell, a refused query) is guessed last.
-    midpoint : float
+    midpoint : float or ndarray
         Scores above it are guessed "in", below it "out"; the guesses made are those
-        farthest from it.
+        farthest from it. One per score column, or one for all; it must not depend on
+        the coins.
     order : ndarray, optional
         A permutation fixed before the runs (independent of the coins) that breaks ties.
     alpha : float
@@ -159,9 +160,11 @@ def canary_bound(
     order = np.arange(count) if order is None else np.asarray(order)
     shares = [s for s in GUESS_SHARES if int(count * s) >= 1]
     tests = x.shape[1] * len(shares)
+    middle = np.broadcast_to(np.asarray(midpoint, np.float64), (x.shape[1],))
     best = (-1.0, 0, 0, 0)
     for column in range(x.shape[1]):
         score = x[:, column]
+        midpoint = float(middle[column])
         finite = np.isfinite(score)
         distance = np.where(finite, np.abs(score - midpoint), -1.0)
         says_in = finite & (score > midpoint)

@@ -6,7 +6,7 @@ deterministic mechanism that memorises is separated perfectly.
 - ``train`` (``fedavg-dp``, ``diffprivlib``): the canary is a real patient of a data
   holder with the label flipped, chosen among those the cell's own released model is
   surest about (a mislabelled record pulls a model hardest: the canary audit of DP
-  training, Jagielski et al. 2020). Runs alternate: the holder's real rows with the
+  training, Jagielski et al. 2020). Each run flips a coin: the holder's real rows with the
   patient replaced by the canary, and the real rows without the patient. The score is
   the released model's log-likelihood of the canary's flipped label.
 - ``release`` (``synth-dp``): the canary is a real patient whose released columns are
@@ -64,7 +64,7 @@ def train_design(problem: Any, model: Any = None) -> Design | str:
         if not chosen:  # one canary for the whole audit, drawn from the audit's generator
             chosen.append(int(rng.choice(candidates)))
         row = chosen[0]
-        coin = index % 2 == 0
+        coin = bool(rng.random() < 0.5)
         flipped = 1.0 - y[row]
         data = frame.copy()
         if coin:
@@ -90,7 +90,8 @@ def train_design(problem: Any, model: Any = None) -> Design | str:
         draw=draw,
         statistics=["canary_log_likelihood"],
         canaries_per_run=1,
-        extra={"canary_choice": "a real patient with the label flipped, in every other run"},
+        midpoint=None,
+        extra={"canary_choice": "a real patient with the label flipped, kept in by a coin"},
     )
 
 
@@ -120,7 +121,7 @@ def release_design(problem: Any) -> Design | str:
         if not chosen:  # one canary for the whole audit, drawn from the audit's generator
             chosen.append(int(rng.integers(len(frame))))
         row = chosen[0]
-        coin = index % 2 == 0
+        coin = bool(rng.random() < 0.5)
         data = frame.copy()
         if coin:
             for c in columns:
@@ -150,9 +151,10 @@ def release_design(problem: Any) -> Design | str:
         draw=draw,
         statistics=["exact_copies", "near_copies"],
         canaries_per_run=1,
+        midpoint=0.5,
         extra={
             "canary_choice": "a real patient with every released column at its rarest "
-            "category, in every other run",
+            "category, kept in by a coin",
             "canary_in_real_table": int(
                 (np.column_stack([coded[c].astype(str) for c in columns]) == canary_code)
                 .all(axis=1)

@@ -12,7 +12,7 @@ from the cell's own run by its input.
   on its cell alone: each published coordinate it moves (``n`` by one, each clamped sum
   by its value), standardised so that "left out" maps to 0 and "kept" to 1, and their
   average.
-- ``query``: one canary per run, chosen among the patients who fall in the most
+- ``query``: one canary per run (kept in by a coin), chosen among the patients in the most
   queries of the card's own workload (the backend answers the whole workload, so a
   per-query epsilon is audited as the total the claim states). The score is the average
   standardised shift over every answer the canary moves, over the count queries alone,
@@ -61,6 +61,12 @@ class Design:
         Names of the score columns.
     canaries_per_run : int
         Canaries in each run (an upper bound for aggregates).
+    guess_statistics : int
+        The leading score columns canary guessing tries (each costs a Bonferroni
+        share); the threshold test tries them all.
+    midpoint : float or None
+        Where "out" turns into "in" on the score scale; None takes, per column, halfway
+        between the quartiles of all runs' scores (a function of the outputs alone).
     extra : dict
         What the record says about the design.
     """
@@ -69,6 +75,8 @@ class Design:
     statistics: list[str]
     canaries_per_run: int
     extra: dict[str, Any]
+    guess_statistics: int = 1
+    midpoint: float | None = 0.5
 
 
 def _clamped(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -128,7 +136,7 @@ def aggregate_design(problem: Any, *, single: bool) -> Design | str:
                 break
         canary_cells = np.array(sorted(taken))
         owners = [taken[c] for c in canary_cells]
-        coins = np.array([index % 2 == 0]) if single else rng.random(len(canary_cells)) < 0.5
+        coins = rng.random(len(canary_cells)) < 0.5
         data = dict(problem.party_data)
         for n in holders:
             out = [i for (m, i), coin in zip(owners, coins, strict=True) if m == n and not coin]
@@ -165,6 +173,7 @@ def aggregate_design(problem: Any, *, single: bool) -> Design | str:
         draw=draw,
         statistics=["n", "mean_standardised"],
         canaries_per_run=1 if single else min(MAX_CANARIES, len(grid)),
+        guess_statistics=2,
         extra={"canary_choice": "real rows of the cell, one per grid cell, left out by a coin"},
     )
 
@@ -199,7 +208,7 @@ def query_design(problem: Any) -> Design | str:
 
     def draw(rng: np.random.Generator, index: int) -> Trial:
         canary = int(rng.choice(candidates))
-        coin = index % 2 == 0
+        coin = bool(rng.random() < 0.5)
         without = frame.drop(index=canary).reset_index(drop=True)
         base = [np.atleast_1d(np.asarray(answer_query(without, q), float)) for q in queries]
         full = [np.atleast_1d(np.asarray(answer_query(frame, q), float)) for q in queries]
@@ -245,10 +254,11 @@ def query_design(problem: Any) -> Design | str:
         draw=draw,
         statistics=names,
         canaries_per_run=1,
+        guess_statistics=3,
         extra={
             "workload_queries": len(queries),
             "queries_moved_by_canary": int(reach.max()),
-            "canary_choice": "real rows in the most queries, left out in every other run",
+            "canary_choice": "a real patient in the most queries, left out by a coin",
         },
     )
 
