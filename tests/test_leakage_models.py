@@ -26,7 +26,13 @@ from conftest import attack_context, solve_problem
 ALL = ("A0", "A1", "A2", "A3")
 #: One rerun of the single-patient game (five trusts: five targets).
 ONE_RERUN = Effort(
-    targets=5, attacks=500, shadows=8, audit_trials=10, audit_seconds=5, probe_seconds=5
+    targets=5,
+    attacks=500,
+    shadows=8,
+    audit_trials=10,
+    audit_model_trials=0,
+    audit_release_trials=0,
+    probe_seconds=5,
 )
 
 

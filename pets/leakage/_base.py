@@ -70,9 +70,13 @@ class Effort:
     shadows : int
         Shadow models per membership-inference attack.
     audit_trials : int
-        Runs of the mechanism on each of two neighbouring inputs in a DP audit.
-    audit_seconds : float
-        Time budget of one DP audit; it stops early and says so.
+        Runs of the mechanism in a DP audit of published figures (aggregates, query
+        workloads): a count, never a time budget, so an audit is the same on any
+        machine. An aggregate run carries one canary per cell of the grid.
+    audit_model_trials : int
+        Runs (trainings) in a DP audit of a trained model; 0 runs none.
+    audit_release_trials : int
+        Runs (syntheses) in a DP audit of a released table; 0 runs none.
     probe_seconds : float
         Time budget of an attack that reruns the backend once per target or two
         (cardinality probing, federated-update reconstruction); at least one rerun.
@@ -82,21 +86,29 @@ class Effort:
     attacks: int
     shadows: int
     audit_trials: int
-    audit_seconds: float
+    audit_model_trials: int
+    audit_release_trials: int
     probe_seconds: float
 
 
 #: Effort per mode; ``off`` runs no attack.
 EFFORT = {
     "fast": Effort(
-        targets=40, attacks=500, shadows=8, audit_trials=150, audit_seconds=25, probe_seconds=5
+        targets=40,
+        attacks=500,
+        shadows=8,
+        audit_trials=60,
+        audit_model_trials=0,
+        audit_release_trials=0,
+        probe_seconds=5,
     ),
     "full": Effort(
         targets=120,
         attacks=2000,
         shadows=16,
-        audit_trials=1000,
-        audit_seconds=600,
+        audit_trials=800,
+        audit_model_trials=200,
+        audit_release_trials=60,
         probe_seconds=120,
     ),
 }

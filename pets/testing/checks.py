@@ -47,6 +47,9 @@ __all__ = [
 #: A constructor slower than this (median of a few builds) does more than store.
 CONSTRUCTOR_SECONDS = 0.02
 
+#: Longest the kit's quick DP audit may take (its run count times one toy run).
+QUICK_AUDIT_SECONDS = 60
+
 #: Neighbouring relations a DP claim may name.
 NEIGHBOURING_RELATIONS = ("add-remove", "substitute")
 
@@ -458,7 +461,18 @@ def check_dp_audit_agrees_with_claim(backend: Backend, toys: Toybox) -> None:
     run = toys.run(backend, kinds[0])
     if run.status != "ok":
         raise SkipCheck(f"the {kinds[0]} toy did not run (see check_declared_kinds_run)")
-    effort = replace(EFFORT["fast"], audit_trials=MIN_TRIALS, audit_seconds=toys.audit_seconds)
+    rerun = _rerun_oracle(backend, toys, kinds[0])
+    started = time.perf_counter()
+    rerun(run.problem)
+    one_run = time.perf_counter() - started
+    if one_run * MIN_TRIALS > QUICK_AUDIT_SECONDS:
+        # the kit's quick check only: a cell's audit is budgeted by runs, never by time
+        raise SkipCheck(
+            f"one {kinds[0]} toy run takes {one_run:.1f} s: the quick audit's {MIN_TRIALS} "
+            f"runs would take over {QUICK_AUDIT_SECONDS} s (a cell audits it with "
+            "leakage=fast or full)"
+        )
+    effort = replace(EFFORT["fast"], audit_trials=MIN_TRIALS)
     context = AttackContext(
         problem=run.problem,
         session=run.session,
@@ -467,7 +481,7 @@ def check_dp_audit_agrees_with_claim(backend: Backend, toys: Toybox) -> None:
         attackers=("A3",),
         effort=effort,
         rng=np.random.default_rng(0),
-        rerun=_rerun_oracle(backend, toys, kinds[0]),
+        rerun=rerun,
     )
     (result,) = attack(context)
     extra = result.extra

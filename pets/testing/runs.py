@@ -80,9 +80,6 @@ class Toybox:
         The toy problems (default: a fresh shelf, seed 0).
     timeout_s : float
         Deadline of one toy run.
-    audit_seconds : float
-        Time budget of the quick DP audit: it needs at least 50 runs on each of two
-        neighbouring toy inputs, or it is skipped saying how long one run takes.
     preload : tuple of str
         Modules the party processes' fork server imports once (the backends' modules),
         so that each party process starts warm, as in a benchmark cell. The fork server
@@ -91,7 +88,6 @@ class Toybox:
 
     shelf: ToyShelf = field(default_factory=ToyShelf)
     timeout_s: float = 120.0
-    audit_seconds: float = 45.0
     preload: tuple[str, ...] = ()
     _launcher: PartyLauncher | None = field(default=None, init=False, repr=False)
     _runs: dict[tuple[str, str, str, int], ToyRun] = field(
