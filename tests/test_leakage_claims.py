@@ -315,6 +315,7 @@ def test_honest_built_ins_contradict_no_claim(honest):
 
 def test_honest_built_ins_raise_flags_only_on_interval_lower_ends(honest):
     from pets.leakage import RISK_FLAGS
+    from pets.leakage.claims import EXPOSURE_ATTACKS
 
     for row in honest:
         label = f"{row['scenario']} {row['backend']} {row['params']}"
@@ -326,11 +327,12 @@ def test_honest_built_ins_raise_flags_only_on_interval_lower_ends(honest):
             assert a["residual_risk_low"] <= a["residual_risk"] <= a["residual_risk_high"]
             if a["attack"] in RISK_FLAGS and a["residual_risk_low"] > 0.5:
                 assert RISK_FLAGS[a["attack"]] in flags, label
+        raises = {**RISK_FLAGS, **dict.fromkeys(EXPOSURE_ATTACKS, "exposes_inputs")}
         for name in flags:
             raised_by = [
                 a
                 for a in attacks
-                if RISK_FLAGS.get(a["attack"]) == name and a.get("residual_risk_low", 0) > 0.5
+                if raises.get(a["attack"]) == name and a.get("residual_risk_low", 0) > 0.5
             ]
             assert raised_by, f"{label}: {name} without an attack whose lower end passes 0.5"
         if row["backend"] == "paillier":

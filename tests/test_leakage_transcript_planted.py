@@ -51,7 +51,7 @@ def _registry():
     return reg
 
 
-def _run(tmp_path_factory, card, backends, size):
+def _run(tmp_path_factory, card, backends, size, leakage="fast"):
     frame = pets.run(
         [card],
         list(backends),
@@ -61,6 +61,7 @@ def _run(tmp_path_factory, card, backends, size):
         scenario_dir=SCENARIOS,
         timeout=300,
         jobs=2,
+        leakage=leakage,
         progress=False,
     ).set_index("backend")
     assert (frame["status"] == "ok").all(), frame["error"].tolist()
@@ -121,14 +122,18 @@ def test_the_aggregators_view_tells_apart_inputs_with_the_same_output(aggregate,
     assert found["analyst"]["residual_risk"] == 0.0  # it sees the same output either way
 
 
-def test_totals_no_search_decodes_are_told_apart_by_the_rerun_views(aggregate):
+def test_totals_no_search_decodes_are_told_apart_by_the_rerun_views(aggregate, tmp_path_factory):
     summaries = _attacks(aggregate, "totals_xored", "intermediate_exposure")
     assert all(a.get("residual_risk", 0) < 0.1 for a in summaries)  # the pad hides them
     found = {
         a["observer"]: a for a in _attacks(aggregate, "totals_xored", "transcript_distinguishing")
     }
     assert found["aggregator"]["success_rate"] == 1.0
-    flags = _flags(aggregate, "totals_xored")
+    # four runs per input (fast) cannot lift the interval's lower end past the flag's
+    # threshold; twelve (full) can
+    assert "exposes_inputs" not in _flags(aggregate, "totals_xored")
+    full = _run(tmp_path_factory, "multi_site_prevalence", ["totals_xored"], 3000, "full")
+    flags = _flags(full, "totals_xored")
     assert "exposes_inputs" in flags and "claim_contradicted" in flags
 
 

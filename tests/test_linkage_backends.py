@@ -104,5 +104,8 @@ def test_key_holder_sees_identifiers_and_the_claim_says_so(scenario_dir):
         a for a in leakage["attacks"] if a["observer"] == KEY_HOLDER and a["applicable"]
     )
     assert at_key_holder["residual_risk"] > 0.3
-    assert "exposes_inputs" in leakage["flags"]
+    # the exposure sample is drawn from every patient, not only the eligible ones the key
+    # holder sees, so its interval straddles the flag's threshold; the identifiers it
+    # receives are re-identified outright
+    assert "reidentifies" in leakage["flags"]
     assert "claim_contradicted" not in leakage["flags"]  # "inputs" is declared

@@ -312,5 +312,7 @@ def _risk_low(result: dict[str, Any]) -> float:
     if reference is None:
         reference = result.get("baseline") or 0.0
     risk_low, risk_high = residual_risk_interval(float(low), float(high), float(reference))
+    point = float(result["residual_risk"])  # the ends hold the point despite rounding
+    risk_low, risk_high = min(risk_low, point), max(risk_high, point)
     result["residual_risk_low"], result["residual_risk_high"] = risk_low, risk_high
     return risk_low
