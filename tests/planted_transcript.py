@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -68,6 +69,7 @@ __all__ = [
     "SaltInClear",
     "SharesAndTotals",
     "TotalsJson",
+    "TotalsJsonWordplay",
     "TotalsPackedBE",
     "TotalsXored",
     "TruncatedSha1",
@@ -131,6 +133,22 @@ class TotalsJson(_PlantedAggregate):
 
     def _read(self, context: PartyContext, holder: str) -> np.ndarray:
         return np.asarray(unpack(context.receive(holder, tag="sums"))["sums"])
+
+
+class TotalsJsonWordplay(TotalsJson):
+    """Per-cell sums as JSON text under a claim whose declared words contain "table" and
+    "model updates" without declaring either (the summary search must not take them as
+    declarations)."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        claim = replace(
+            _claim(),
+            declared_leakage=("output", "notable: no tables leave a holder", "no model updates"),
+        )
+        return Capabilities(
+            task_kinds=frozenset({"aggregate"}), pet_class=PetClass.MPC, claim=claim
+        )
 
 
 class TotalsPackedBE(_PlantedAggregate):

@@ -22,6 +22,7 @@ from conftest import SCENARIOS, make_registry
 
 AGGREGATE_LEAKS = {
     "totals_json": ("TotalsJson", "cells.sums"),
+    "totals_json_wordplay": ("TotalsJsonWordplay", "cells.sums"),
     "totals_packed_be": ("TotalsPackedBE", "cells.sums"),
     "shares_and_totals": ("SharesAndTotals", "totals.sums"),
 }

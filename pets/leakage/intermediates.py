@@ -356,7 +356,7 @@ def _entitled(
                 pooled = party_quantities(pd.concat(group, ignore_index=True), task, model=False)
                 parts += [_flat(pooled, f) for f in pooled]
         parts.append(numbers_in(context.output))
-    declared = " ".join(context.claim.declared_leakage).lower()
+    declared = {item.strip().lower() for item in context.claim.declared_leakage}
     if "input sizes" in declared:
         for name, frame in problem.party_data.items():
             if frame is not None:
@@ -364,7 +364,7 @@ def _entitled(
                 parts.append(_flat(quantities.get(name, {}), "totals.n"))
     if declares_tables(context.claim):
         parts += [_flat(q, f) for q in quantities.values() for f in FAMILIES if f != "local_model"]
-    if "model updates" in declared:  # a federated update: local weights and row count
+    if declared & {"model updates", "noisy model updates"}:  # local weights and row count
         parts += [_flat(q, f) for q in quantities.values() for f in ("local_model", "totals.n")]
     values = np.concatenate(parts) if parts else np.empty(0)
     return np.unique(values[np.isfinite(values)])
@@ -372,8 +372,12 @@ def _entitled(
 
 def declares_tables(claim: Any) -> bool:
     """Whether the claim declares the holders' tables (per-cell summaries) as leaked to
-    some party, as the output checkers of statistical disclosure control do."""
-    return any("table" in item.lower() for item in claim.declared_leakage)
+    some party, as the output checkers of statistical disclosure control do: a declared
+    item naming the recipient ("holders' tables to the output checker"), never a word that
+    merely contains "table"."""
+    return any(
+        item.strip().lower().startswith("holders' tables to ") for item in claim.declared_leakage
+    )
 
 
 def _outside(values: np.ndarray, known: np.ndarray) -> np.ndarray:
