@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pets.leakage.dp_audit.tables import Design, Trial
+from pets.leakage.dp_audit.tables import Design, Trial, custodian_rows
 from pets.tasks import design_matrix, labels
 from pets.tasks.release import discretise
 
@@ -98,11 +98,10 @@ def train_design(problem: Any, model: Any = None) -> Design | str:
 def release_design(problem: Any) -> Design | str:
     """A canary with every released column at its rarest category."""
     task = problem.task
-    frames = [(n, f) for n, f in problem.party_data.items() if isinstance(f, pd.DataFrame)]
-    if len(frames) != 1 or not len(frames[0][1]):
-        return "the release audit needs one custodian holding rows"
-    custodian, frame = frames[0]
-    frame = frame.reset_index(drop=True)
+    held = custodian_rows(problem, "release")
+    if isinstance(held, str):
+        return held
+    custodian, frame = held
     columns = list(task.params["columns"])
     bins = int(task.params["bins"])
     coded = pd.DataFrame({c: discretise(frame[c], c, bins) for c in columns})

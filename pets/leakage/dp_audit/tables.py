@@ -31,7 +31,15 @@ import pandas as pd
 
 from pets.tasks import answer_query, cell_grid, local_aggregate, public_ranges, select_rows
 
-__all__ = ["HOLDER_SHARE", "MAX_CANARIES", "Design", "Trial", "aggregate_design", "query_design"]
+__all__ = [
+    "HOLDER_SHARE",
+    "MAX_CANARIES",
+    "Design",
+    "Trial",
+    "aggregate_design",
+    "custodian_rows",
+    "query_design",
+]
 
 #: Most canaries per run (one per cell of the grid).
 MAX_CANARIES = 400
@@ -178,14 +186,22 @@ def aggregate_design(problem: Any, *, single: bool) -> Design | str:
     )
 
 
+def custodian_rows(problem: Any, audit: str) -> tuple[str, pd.DataFrame] | str:
+    """The one custodian and its rows (index reset), or why the ``audit`` cannot run."""
+    frames = [(n, f) for n, f in problem.party_data.items() if isinstance(f, pd.DataFrame)]
+    if len(frames) != 1 or not len(frames[0][1]):
+        return f"the {audit} audit needs one custodian holding rows"
+    custodian, frame = frames[0]
+    return custodian, frame.reset_index(drop=True)
+
+
 def query_design(problem: Any) -> Design | str:
     """One canary per run, a patient in as many of the workload's queries as can be."""
     task = problem.task
-    frames = [(n, f) for n, f in problem.party_data.items() if isinstance(f, pd.DataFrame)]
-    if len(frames) != 1 or not len(frames[0][1]):
-        return "the query audit needs one custodian holding rows"
-    custodian, frame = frames[0]
-    frame = frame.reset_index(drop=True)
+    held = custodian_rows(problem, "query")
+    if isinstance(held, str):
+        return held
+    custodian, frame = held
     queries = list(task.params["queries"])
     inside = np.zeros((len(frame), len(queries)), bool)
     for j, q in enumerate(queries):
