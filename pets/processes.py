@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import sys
 
@@ -21,8 +22,11 @@ def die_with_parent() -> None:  # pragma: no cover - runs in the child
     (for use as a ``preexec_fn``); elsewhere it does nothing."""
     if not sys.platform.startswith("linux"):
         return
+    parent = os.getppid()
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def refuse_inspection() -> bool:

@@ -73,11 +73,24 @@ def _found(folder: Path, plain: set[str], patterns: list[re.Pattern[bytes]]) -> 
     return hits
 
 
-def _wait_for(condition, what: str, limit_s: float = 120) -> None:
+def _wait_for(condition, what: str, limit_s: float = 120, details=lambda: "") -> None:
     deadline = time.monotonic() + limit_s
     while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        assert time.monotonic() < deadline, f"gave up waiting for {what} {details()}"
         time.sleep(0.02)
+
+
+def _describe(pids: list[int]) -> str:
+    """State, parent and command of each process, to say which one outlived the run."""
+    lines = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:120]
+        except OSError:
+            continue
+        lines.append(f"{pid} state={stat[0]} ppid={stat[1]} {command.decode(errors='replace')}")
+    return "; ".join(lines)
 
 
 def test_kill_9_during_an_mpc_cell_then_resume_leaves_nothing(tmp_path):
@@ -130,7 +143,11 @@ def _kill_and_resume(run: Path, tmp: Path) -> None:
     before = store.jsonl_path.read_bytes() if store.jsonl_path.exists() else b""
     assert before.count(b"\n") < SEEDS  # at least one cell was cut off
     # the cell's processes die with the runner (each dies with its parent)
-    _wait_for(lambda: not carrying(f"{owner}/"), "the killed run's processes to end")
+    _wait_for(
+        lambda: not carrying(f"{owner}/"),
+        "the killed run's processes to end",
+        details=lambda: _describe(carrying(f"{owner}/")),
+    )
     plain, patterns = _identifiers()
     assert scratch.exists()  # left behind by the kill: the next start removes it
     assert _found(tmp, plain, patterns) == []  # nothing private in it even now

@@ -55,7 +55,11 @@ def test_linkage_is_exact(backend, scenario_dir):
 def test_psi_cardinality_is_exact_and_reveals_no_identifiers(structure, cardinality_card):
     out, ref, acc, problem, session = _linkage(PsiEcdh(data_structure=structure), cardinality_card)
     assert out.matches is None
-    assert out.cardinality == ref.cardinality > 0
+    assert ref.cardinality > 0
+    if structure == "bloom":  # a Bloom filter can only add false matches (rarely one)
+        assert ref.cardinality <= out.cardinality <= ref.cardinality + 1
+    else:
+        assert out.cardinality == ref.cardinality
     assert acc.primary == "cardinality_error"
     leakage = evaluate_leakage(problem, session, PsiEcdh().capabilities)
     assert leakage["headline"]["worst_residual_risk"] < 0.05

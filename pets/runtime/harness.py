@@ -127,7 +127,9 @@ class PartyLauncher:
 
     def __init__(self, preload: Sequence[str] = ()) -> None:
         self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["pets.runtime._party", *preload])
+        self._context.set_forkserver_preload(
+            ["pets.runtime._forkserver", "pets.runtime._party", *preload]
+        )
         _short_socket_folder()
 
     def start(self, name: str) -> _PartyProcess:
