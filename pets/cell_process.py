@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pets.cell_server import CellServer, ServedProcess, ServerGone
 from pets.containment import CELL_VARIABLE, descendants, process_table, stop_cell
 from pets.masking import redact
 from pets.processes import die_with_parent
@@ -33,13 +34,25 @@ from pets.records import Record
 if TYPE_CHECKING:  # pragma: no cover
     from pets.runner import Cell
 
-__all__ = ["CellProcess", "how_ended"]
+__all__ = ["CellProcess", "how_ended", "worker_environment"]
 
 #: How a cell's worker starts: ``-c`` rather than ``-m pets.worker``, which would warn
 #: (runpy) that the package imported the module first, burying a crash's real stderr.
 _WORKER = "import sys; from pets.worker import cell_process; cell_process(sys.argv[1:])"
 #: Seconds between two measurements of a cell's memory.
 _MEASURE_EVERY_S = 0.2
+
+
+def worker_environment(scratch: Path, token: str) -> dict[str, str]:
+    """Environment of a cell's worker (or of a cell server, with its own token): this
+    process's, with the scratch folder as ``TMPDIR``, this process's import path and the
+    token every process of the cell inherits."""
+    env = dict(os.environ)
+    env["TMPDIR"] = str(scratch)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env[CELL_VARIABLE] = token
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
 
 
 def how_ended(code: int | None) -> str:
@@ -58,7 +71,7 @@ class CellProcess:
     """A started cell: its worker process and its files in the run's scratch folder."""
 
     cell: Cell
-    process: subprocess.Popen[bytes]
+    process: subprocess.Popen[bytes] | ServedProcess
     spec_path: Path
     out_path: Path
     stderr_path: Path
@@ -79,8 +92,10 @@ class CellProcess:
         token: str,
         *,
         python: str = sys.executable,
+        server: CellServer | None = None,
     ) -> CellProcess:
-        """Start cell number ``n`` of a run whose scratch folder is ``folder``."""
+        """Start cell number ``n`` of a run whose scratch folder is ``folder``: forked
+        from ``server`` when one is given and still answers, else a fresh interpreter."""
         spec_path = folder / f"{n}.spec.json"
         out_path = folder / f"{n}.out.json"
         stderr_path = folder / f"{n}.stderr"
@@ -89,11 +104,18 @@ class CellProcess:
         # whatever its backend writes there is removed when the cell ends, however it ends
         scratch = folder / str(n)
         scratch.mkdir(mode=0o700, exist_ok=True)
-        env = dict(os.environ)
-        env["TMPDIR"] = str(scratch)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        env[CELL_VARIABLE] = token  # every process of the cell inherits it
-        env.setdefault("OMP_NUM_THREADS", "1")
+        if server is not None and server.alive():
+            try:
+                process: subprocess.Popen[bytes] | ServedProcess = server.start(
+                    spec_path, out_path, stderr_path, scratch, token
+                )
+            except ServerGone:
+                pass
+            else:
+                return cls(
+                    cell, process, spec_path, out_path, stderr_path, time.monotonic(), scratch, token
+                )
+        env = worker_environment(scratch, token)
         with open(stderr_path, "wb") as err:
             process = subprocess.Popen(
                 [python, "-c", _WORKER, str(spec_path), str(out_path)],

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 from pets.network import NetworkProfile, parse_profile
-from pets.options import OptionError
+from pets.options import OptionError, available_cores
 
 __all__ = ["main"]
 
@@ -205,6 +205,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
             registry=registry,
             progress=not args.no_progress,
             network=args.network,
+            warm=not args.cold_start,
         )
     except (
         CardError,
@@ -317,7 +318,18 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
         p.add_argument("--memory-mb", type=float, default=8192.0, help="memory limit per cell")
-        p.add_argument("--jobs", type=int, default=1, help="cells run at once")
+        p.add_argument(
+            "--jobs",
+            type=int,
+            default=None,
+            help=f"cells run at once (default: the cores available, {available_cores()} here)",
+        )
+        p.add_argument(
+            "--cold-start",
+            action="store_true",
+            help="start each cell's worker in a fresh interpreter (default: forked from a "
+            "warm cell server)",
+        )
         p.add_argument("--leakage", choices=["fast", "full", "off"], default="fast")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         p.add_argument(

@@ -20,6 +20,7 @@ __all__ = [
     "MIN_SIZE",
     "OptionError",
     "PlanWarning",
+    "available_cores",
     "check_card_backends",
     "check_cell_limits",
     "check_count",
@@ -156,6 +157,15 @@ def check_run_options(
     check_count("seeds", seeds, "seeds")
     check_count("repeats", repeats, "repeats")
     check_cell_limits(timeout, memory_mb, jobs, leakage)
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1: the default number
+    of cells run at once."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def check_cell_limits(timeout: Any, memory_mb: Any, jobs: Any, leakage: Any) -> None:

@@ -28,7 +28,8 @@ from typing import Any
 import pandas as pd
 
 from pets import options as checks
-from pets.cell_process import CellProcess
+from pets.cell_process import CellProcess, worker_environment
+from pets.cell_server import CellServer
 from pets.containment import claim_scratch, owner_id, sweep_stale_scratch
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
 from pets.processes import refuse_inspection
@@ -103,7 +104,7 @@ class RunOptions:
     memory_mb : float or None
         Resident-memory limit per cell (the worker and its children); None for none.
     jobs : int
-        Cells run at once.
+        Cells run at once (default: the cores available, :func:`pets.options.available_cores`).
     leakage : str
         ``fast``, ``full`` or ``off``.
     python : str
@@ -112,15 +113,19 @@ class RunOptions:
         Show a progress bar on standard error.
     network : NetworkProfiles
         Profiles every record's cost is modelled on (a card may add its own).
+    warm : bool
+        Fork each cell's worker from a cell server that imported the harness once
+        (:mod:`pets.cell_server`) instead of starting a fresh interpreter per cell.
     """
 
     timeout_s: float = 600.0
     memory_mb: float | None = 8192.0
-    jobs: int = 1
+    jobs: int = field(default_factory=checks.available_cores)
     leakage: str = "fast"
     python: str = field(default_factory=lambda: sys.executable)
     progress: bool = True
     network: NetworkProfiles = DEFAULT_PROFILES
+    warm: bool = True
 
     def __post_init__(self) -> None:
         checks.check_cell_limits(self.timeout_s, self.memory_mb, self.jobs, self.leakage)
@@ -284,13 +289,14 @@ def _execute(
     tmp = claim_scratch()
     owner = owner_id()
     started = 0
+    server = _cell_server(tmp, owner, options) if pending else None
     with _terminate_as_interrupt():
         try:
             while pending or running:
                 while pending and len(running) < max(1, options.jobs):
                     started += 1
                     token = f"{owner}/{started}"
-                    running.append(_start(pending.pop(0), tmp, started, token, options))
+                    running.append(_start(pending.pop(0), tmp, started, token, options, server))
                 time.sleep(0.02)
                 for job in list(running):
                     record = job.poll(options.timeout_s, options.memory_mb)
@@ -305,6 +311,8 @@ def _execute(
         finally:
             for job in running:
                 job.kill()
+            if server is not None:
+                server.close()
             shutil.rmtree(tmp, ignore_errors=True)
             bar.close()
 
@@ -383,8 +391,22 @@ def _unsupported_here(cells: Sequence[Cell]) -> list[Record | None]:
     return out
 
 
-def _start(cell: Cell, tmp: Path, n: int, token: str, options: RunOptions) -> CellProcess:
-    return CellProcess.start(cell, cell.spec(options), tmp, n, token, python=options.python)
+def _cell_server(tmp: Path, owner: str, options: RunOptions) -> CellServer | None:
+    """The run's warm cell server, or None (cold starts) when off or it cannot start."""
+    if not options.warm:
+        return None
+    try:
+        return CellServer(options.python, worker_environment(tmp, f"{owner}/server"))
+    except OSError:
+        return None
+
+
+def _start(
+    cell: Cell, tmp: Path, n: int, token: str, options: RunOptions, server: CellServer | None
+) -> CellProcess:
+    return CellProcess.start(
+        cell, cell.spec(options), tmp, n, token, python=options.python, server=server
+    )
 
 
 def _write_manifest(store: ResultStore, cells: Sequence[Cell], options: RunOptions) -> None:
@@ -447,12 +469,13 @@ def run(
     allow_changed: bool = False,
     timeout: float = 600.0,
     memory_mb: float | None = 8192.0,
-    jobs: int = 1,
+    jobs: int | None = None,
     leakage: str = "fast",
     registry: Registry | None = None,
     scenario_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     network: Iterable[NetworkProfile] = (),
+    warm: bool = True,
 ) -> pd.DataFrame:
     """Run a plan and return its records as a flat DataFrame.
 
@@ -477,8 +500,8 @@ def run(
     allow_changed : bool
         With ``resume``, run a changed card as a new card version (see
         :func:`execute_plan`).
-    timeout, memory_mb, jobs, leakage, progress
-        See :class:`RunOptions`.
+    timeout, memory_mb, jobs, leakage, progress, warm
+        See :class:`RunOptions` (``jobs`` None: the cores available).
     registry : Registry, optional
         Where backend names are looked up (default: installed entry points).
     scenario_dir : path-like, optional
@@ -496,6 +519,7 @@ def run(
         raise checks.OptionError(
             "--allow-changed", "applies only with --resume (a new version of a card in a run)"
         )
+    jobs = checks.available_cores() if jobs is None else jobs
     checks.check_run_options(
         size=size,
         seeds=seeds,
@@ -536,6 +560,7 @@ def run(
         leakage=leakage,
         progress=progress,
         network=DEFAULT_PROFILES.merged({p.name: p for p in network}),
+        warm=warm,
     )
     execute_plan(cells, store, options, resume=resume, allow_changed=allow_changed)
     frame = store.to_frame()

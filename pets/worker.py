@@ -135,6 +135,7 @@ def execute_cell(spec: CellSpec) -> Record:
     ``isolation: api``.
     """
     from pets.api import Capabilities
+    from pets.cell_server import forked_from_server
     from pets.processes import refuse_inspection
     from pets.runtime.harness import (
         PartyLauncher,
@@ -158,7 +159,7 @@ def execute_cell(spec: CellSpec) -> Record:
         "card_hash": spec.get("card_hash", ""),
         "key": spec.get("key", ""),
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "environment": environment(),
+        "environment": {**environment(), "cell_start": "warm" if forked_from_server() else "cold"},
     }
 
     def failed(status: str, message: str, **extra: Any) -> Record:

@@ -18,9 +18,10 @@ import multiprocessing
 import multiprocessing.util
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from pathlib import Path
@@ -136,9 +137,29 @@ class PartyLauncher:
         """Start one party process (it holds nothing until the harness sends it)."""
         here, there = self._context.Pipe(duplex=True)
         process = self._context.Process(target=party_main, args=(there,), daemon=True)
-        process.start()
+        with _main_script_hidden():
+            process.start()
         there.close()
         return _PartyProcess(name, process, here)
+
+
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start a process without multiprocessing's main-module import: a party process
+    would otherwise import the script that called :func:`pets.run` (``__main__``) and
+    run that script's top level again, inside the party, unless it had a ``__main__``
+    guard. The party program needs nothing from the caller's script."""
+    main = sys.modules.get("__main__")
+    saved = {k: getattr(main, k) for k in ("__file__", "__spec__") if hasattr(main, k)}
+    try:
+        if "__file__" in saved:
+            del main.__file__  # type: ignore[union-attr]
+        if "__spec__" in saved:
+            main.__spec__ = None  # type: ignore[union-attr]
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
 
 
 def _short_socket_folder() -> None:

@@ -1,0 +1,83 @@
+"""Warm cell processes: workers forked from a cell server behave as cold ones do."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pets
+from pets.cell_process import worker_environment
+from pets.cell_server import CellServer
+from pets.containment import carrying
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(tmp_path: Path, scenario_dir: Path, name: str, warm: bool):
+    return pets.run(
+        ["multi_site_prevalence"],
+        ["plaintext"],
+        size=400,
+        seeds=3,
+        out=tmp_path / name,
+        scenario_dir=scenario_dir,
+        leakage="off",
+        jobs=2,
+        progress=False,
+        warm=warm,
+    )
+
+
+def test_warm_and_cold_cells_give_the_same_records(tmp_path, scenario_dir):
+    warm = _run(tmp_path, scenario_dir, "warm", True).sort_values("key")
+    cold = _run(tmp_path, scenario_dir, "cold", False).sort_values("key")
+    assert list(warm["key"]) == list(cold["key"]) and len(warm) == 3
+    assert (warm["status"] == "ok").all() and (cold["status"] == "ok").all()
+    for column in ("accuracy.primary", "pet_class", "isolation", "cost.bytes_total"):
+        assert list(warm[column]) == list(cold[column])
+    primary = warm["accuracy.primary"].iloc[0]
+    assert list(warm[f"accuracy.{primary}"]) == list(cold[f"accuracy.{primary}"])
+    assert set(warm["environment"].map(lambda e: '"cell_start": "warm"' in e)) == {True}
+    assert set(cold["environment"].map(lambda e: '"cell_start": "cold"' in e)) == {True}
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path, scenario_dir):
+    # party processes start from a fork server; multiprocessing would import the
+    # caller's script in each of them and run its top level again
+    script = tmp_path / "analysis.py"
+    marker = tmp_path / "ran"
+    script.write_text(
+        "import pets\n"
+        f"with open({str(marker)!r}, 'a') as fh:\n"
+        "    fh.write('x')\n"
+        f"pets.run(['multi_site_prevalence'], ['plaintext'], size=300, leakage='off',"
+        f" out={str(tmp_path / 'run')!r}, scenario_dir={str(scenario_dir)!r},"
+        " progress=False)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    assert marker.read_text() == "x"
+
+
+def test_the_server_reports_how_a_cell_ended_and_ends_with_its_runner(tmp_path):
+    folder = tmp_path / "cells"
+    folder.mkdir()
+    token = f"test-{os.getpid()}/server"
+    server = CellServer(sys.executable, worker_environment(folder, token))
+    try:
+        # a spec file that is not JSON: the forked worker fails and exits non-zero
+        spec = folder / "1.spec.json"
+        spec.write_text("not json")
+        (folder / "1").mkdir()
+        cell = server.start(spec, folder / "1.out.json", folder / "1.stderr", folder / "1", "t/1")
+        assert cell.wait(timeout=120) == 1
+        assert "JSONDecodeError" in (folder / "1.stderr").read_text()
+        assert not (folder / "1.out.json").exists()
+        assert carrying(token) == [server.pid]  # the server's children are gone
+    finally:
+        server.close()
+    assert not server.alive()
+    assert carrying(token) == []
