@@ -112,9 +112,8 @@ class CellProcess:
             except ServerGone:
                 pass
             else:
-                return cls(
-                    cell, process, spec_path, out_path, stderr_path, time.monotonic(), scratch, token
-                )
+                started = time.monotonic()
+                return cls(cell, process, spec_path, out_path, stderr_path, started, scratch, token)
         env = worker_environment(scratch, token)
         with open(stderr_path, "wb") as err:
             process = subprocess.Popen(

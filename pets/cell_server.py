@@ -301,8 +301,8 @@ def _become_cell(request: Mapping[str, str], private: tuple[int, ...]) -> None: 
         os.environ["TMPDIR"] = request["scratch"]
         os.environ[CELL_VARIABLE] = request["token"]
         tempfile.tempdir = None  # found again from TMPDIR
-        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - the cell's own file
-    except BaseException:  # noqa: BLE001 - a child must never return into the server loop
+        sys.stderr = open(2, "w", closefd=False)  # the cell's own file
+    except BaseException:  # a child must never return into the server loop
         os._exit(70)
     cell_process([request["spec"], request["out"]])
     os._exit(1)  # cell_process ends the process itself
