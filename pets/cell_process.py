@@ -20,12 +20,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pets.cell_server import CellServer, ServedProcess, ServerGone
+from pets.cell_spec import CellSpec
 from pets.containment import CELL_VARIABLE, descendants, process_table, stop_cell
 from pets.masking import redact
 from pets.processes import die_with_parent
@@ -86,7 +86,7 @@ class CellProcess:
     def start(
         cls,
         cell: Cell,
-        spec: Mapping[str, Any],
+        spec: CellSpec,
         folder: Path,
         n: int,
         token: str,
@@ -99,7 +99,7 @@ class CellProcess:
         spec_path = folder / f"{n}.spec.json"
         out_path = folder / f"{n}.out.json"
         stderr_path = folder / f"{n}.stderr"
-        spec_path.write_text(json.dumps(dict(spec)))
+        spec_path.write_text(spec.to_json())
         # the cell's own scratch folder (short, so the fork server's socket fits in it):
         # whatever its backend writes there is removed when the cell ends, however it ends
         scratch = folder / str(n)

@@ -30,6 +30,7 @@ import pandas as pd
 from pets import options as checks
 from pets.cell_process import CellProcess, worker_environment
 from pets.cell_server import CellServer
+from pets.cell_spec import CellSpec
 from pets.containment import claim_scratch, owner_id, sweep_stale_scratch
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
 from pets.processes import refuse_inspection
@@ -66,26 +67,23 @@ class Cell:
             self.repeat,
         )
 
-    def spec(self, options: RunOptions) -> dict[str, Any]:
-        """Return the JSON spec handed to the worker process."""
-        return {
-            "scenario": self.scenario.id,
-            "card": str(self.scenario.path),
-            "card_text": self.scenario.card_text,
-            "card_hash": self.scenario.card_hash,
-            "backend": self.backend,
-            "target": self.target,
-            "params": dict(self.params),
-            "size": self.size,
-            "seed": self.seed,
-            "repeat": self.repeat,
-            "key": self.key,
-            "leakage": options.leakage,
-            "network": {
-                profile.name: profile.to_dict()
-                for profile in options.network.merged(self.scenario.network)
-            },
-        }
+    def spec(self, options: RunOptions) -> CellSpec:
+        """Return what the worker process runs (see :class:`pets.cell_spec.CellSpec`)."""
+        return CellSpec(
+            scenario=self.scenario.id,
+            card=str(self.scenario.path),
+            card_text=self.scenario.card_text,
+            card_hash=self.scenario.card_hash,
+            backend=self.backend,
+            target=self.target,
+            params=dict(self.params),
+            size=self.size,
+            seed=self.seed,
+            repeat=self.repeat,
+            key=self.key,
+            leakage=options.leakage,
+            network=options.network.merged(self.scenario.network),
+        )
 
     def label(self) -> str:
         """Short human-readable name for progress lines."""

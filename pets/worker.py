@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import math
 import os
 import platform
 import resource
@@ -28,8 +27,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from pets.cell_spec import CellSpec
 from pets.masking import redact
-from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles, modelled_costs
+from pets.network import modelled_costs
 from pets.records import Record, write_atomic
 
 __all__ = [
@@ -42,8 +42,6 @@ __all__ = [
     "unsupported_message",
 ]
 
-#: Keys of a cell spec (a JSON object written by the runner).
-CellSpec = Mapping[str, Any]
 
 _PACKAGES = ("pets-sandbox", "numpy", "pandas", "pyarrow", "scikit-learn", "scipy")
 
@@ -125,7 +123,7 @@ def unsupported_message(backend: str, task_kinds: frozenset[str], kind: str) -> 
     return f"{backend} serves {', '.join(sorted(task_kinds))}, not {kind}"
 
 
-def execute_cell(spec: CellSpec) -> Record:
+def execute_cell(spec: CellSpec | Mapping[str, Any]) -> Record:
     """Run one cell and return its record; never raises for a backend's fault.
 
     A backend with party programs (:meth:`~pets.api.Backend.run_party`) never runs in
@@ -148,16 +146,18 @@ def execute_cell(spec: CellSpec) -> Record:
     from pets.testing.verdicts import has_passing_verdict
 
     refuse_inspection()  # party processes must not read this process's memory
-    params = dict(spec["params"])
+    if not isinstance(spec, CellSpec):
+        spec = CellSpec.from_dict(spec)
+    params = dict(spec.params)
     base = {
-        "scenario": spec["scenario"],
-        "backend": spec["backend"],
+        "scenario": spec.scenario,
+        "backend": spec.backend,
         "params": params,
-        "size": spec["size"],
-        "seed": spec["seed"],
-        "repeat": spec["repeat"],
-        "card_hash": spec.get("card_hash", ""),
-        "key": spec.get("key", ""),
+        "size": spec.size,
+        "seed": spec.seed,
+        "repeat": spec.repeat,
+        "card_hash": spec.card_hash,
+        "key": spec.key,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "environment": {**environment(), "cell_start": "warm" if forked_from_server() else "cold"},
     }
@@ -168,23 +168,23 @@ def execute_cell(spec: CellSpec) -> Record:
     scenario = _scenario(spec)
     base["kind"] = scenario.kind
     kind = TASK_KINDS[scenario.kind]
-    target = spec["target"]
+    target = spec.target
     launcher = PartyLauncher(preload=[target.split(":", 1)[0]])
-    problem = build_problem(scenario, spec["size"], spec["seed"])
+    problem = build_problem(scenario, spec.size, spec.seed)
     try:
         description = describe_backend(launcher, target, params, problem.task)
     except PartyProgramError as exc:
-        return failed(exc.status, f"{spec['backend']!r} could not be built: {exc}")
+        return failed(exc.status, f"{spec.backend!r} could not be built: {exc}")
     if description.unknown:
         return failed(
             "failed",
-            f"backend {spec['backend']!r} has no parameter {description.unknown[0]!r}; "
+            f"backend {spec.backend!r} has no parameter {description.unknown[0]!r}; "
             f"parameters: {', '.join(description.param_names) or '(none)'}",
         )
     try:
         capabilities = Capabilities.from_dict(description.capabilities)
     except (TypeError, ValueError) as exc:
-        return failed("failed", f"{spec['backend']!r} declared invalid capabilities: {exc}")
+        return failed("failed", f"{spec.backend!r} declared invalid capabilities: {exc}")
     base["pet_class"] = capabilities.pet_class.value
     base["deterministic"] = capabilities.deterministic
     base["unseeded_randomness"] = list(capabilities.unseeded_randomness)
@@ -193,7 +193,7 @@ def execute_cell(spec: CellSpec) -> Record:
     if scenario.kind not in capabilities.task_kinds:
         return failed(
             "unsupported",
-            unsupported_message(spec["backend"], capabilities.task_kinds, scenario.kind),
+            unsupported_message(spec.backend, capabilities.task_kinds, scenario.kind),
         )
     if not description.runs_parties:
         return _execute_in_process(spec, base, scenario, problem, capabilities, failed)
@@ -235,13 +235,13 @@ def _scenario(spec: CellSpec) -> Any:
 
     from pets.scenarios import load_scenario
 
-    text = spec.get("card_text")
+    text = spec.card_text
     if not text:
-        return load_scenario(spec["card"])
+        return load_scenario(spec.card)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    if spec.get("card_hash") and digest != spec["card_hash"]:
+    if spec.card_hash and digest != spec.card_hash:
         raise ValueError("the card text handed to the worker does not match its hash")
-    return load_scenario(spec["card"], text=text)
+    return load_scenario(spec.card, text=text)
 
 
 def _execute_in_process(
@@ -259,8 +259,8 @@ def _execute_in_process(
     from pets.session import PartyAccessError, Session
 
     base["isolation"] = "api"
-    backend_cls = load_target(spec["target"], spec["backend"])
-    params = dict(spec["params"])
+    backend_cls = load_target(spec.target, spec.backend)
+    params = dict(spec.params)
     backend = backend_cls(**params)
     session = Session(problem.task.parties, problem.party_data)
     _reset_peak_rss()
@@ -309,9 +309,7 @@ def _cost(spec: CellSpec, wall: float, cpu: float, peak: float, session: Any) ->
         "rounds": meter.rounds,
         "rounds_by_party": meter.rounds_by_party,
         "phases": session.phase_times(),
-        "network": modelled_costs(
-            wall, meter.rounds, meter.bytes_by_party, _profiles(spec.get("network"))
-        ),
+        "network": modelled_costs(wall, meter.rounds, meter.bytes_by_party, spec.network),
     }
 
 
@@ -335,7 +333,7 @@ def _score(
     if not isinstance(output, kind.output_type):
         return failed(
             "failed",
-            f"{spec['backend']} returned {type(output).__name__}; a {scenario.kind} task "
+            f"{spec.backend} returned {type(output).__name__}; a {scenario.kind} task "
             f"must return {kind.output_type.__name__}",
             cost=cost,
         )
@@ -351,27 +349,10 @@ def _score(
         output=output,
         rerun=rerun,
         attackers=scenario.attackers,
-        mode=spec.get("leakage", "fast"),
-        seed=spec["seed"],
+        mode=spec.leakage,
+        seed=spec.seed,
     )
     return Record(status="ok", accuracy=accuracy, cost=cost, leakage=leakage, **base)
-
-
-def _profiles(raw: Mapping[str, Mapping[str, Any]] | None) -> NetworkProfiles:
-    if raw is None:
-        return DEFAULT_PROFILES
-    return NetworkProfiles(
-        tuple(
-            NetworkProfile(
-                name,
-                latency_ms=float(v["latency_ms"]),
-                bandwidth_mbit_s=math.inf
-                if v["bandwidth_mbit_s"] is None
-                else float(v["bandwidth_mbit_s"]),
-            )
-            for name, v in raw.items()
-        )
-    )
 
 
 def _describe(exc: BaseException) -> str:
@@ -386,8 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 2:
         print("usage: python -m pets.worker SPEC.json OUT.json", file=sys.stderr)
         return 2
-    spec = json.loads(Path(args[0]).read_text())
-    record = execute_cell(spec)
+    record = execute_cell(CellSpec.from_json(Path(args[0]).read_text()))
     write_atomic(Path(args[1]), json.dumps(record.to_dict()).encode())
     return 0
 

@@ -81,3 +81,34 @@ def test_the_server_reports_how_a_cell_ended_and_ends_with_its_runner(tmp_path):
         server.close()
     assert not server.alive()
     assert carrying(token) == []
+
+
+def test_the_cell_spec_round_trips_and_is_checked_once(scenario_dir):
+    import pytest
+
+    from pets.cell_spec import CellSpec
+    from pets.network import NetworkProfile, NetworkProfiles
+    from pets.options import OptionError
+
+    spec = CellSpec(
+        scenario="multi_site_prevalence",
+        card=str(scenario_dir / "multi_site_prevalence.toml"),
+        backend="plaintext",
+        target="pets.backends.plaintext:Plaintext",
+        params={"a": 1},
+        size=300,
+        seed=2,
+        leakage="full",
+        network=NetworkProfiles((NetworkProfile("hscn", latency_ms=8.0, bandwidth_mbit_s=500.0),)),
+    )
+    back = CellSpec.from_json(spec.to_json())
+    assert back.to_dict() == spec.to_dict()
+    assert [(p.name, p.latency_ms, p.bandwidth_mbit_s) for p in back.network] == [
+        ("hscn", 8.0, 500.0)
+    ]
+    with pytest.raises(OptionError, match="allowed: fast, full, off"):
+        CellSpec.from_dict({**spec.to_dict(), "leakage": "ful"})
+    with pytest.raises(ValueError, match="unknown fields"):
+        CellSpec.from_dict({**spec.to_dict(), "sede": 1})
+    with pytest.raises(TypeError, match="'size' must be an int"):
+        CellSpec.from_dict({**spec.to_dict(), "size": "300"})
