@@ -20,10 +20,12 @@ ACRO's reason in :attr:`~pets.tasks.QueryOutput.refused`; a withheld cell is NaN
 analyst receives ACRO's summary of each statistic (cells withheld per check). The
 harness scores what was released and attacks it; this module computes no score.
 
-ACRO writes its session log and, at :meth:`finalise`, the output checker's bundle
-(``results.json``, one CSV per output, ``config.json``). All of it goes to the party's
-scratch folder (the working directory is that folder while ACRO runs), which the harness
-removes when the cell ends.
+ACRO logs through Python's loggers (kept to warnings here, so no table reaches a party's
+stderr) and writes files: at :meth:`AcroSession.finalise` the output checker's bundle
+(``results.json``, one CSV per output, ``config.json``), and plots under
+``acro_artifacts`` of the working directory (this module asks for none). Both go to the
+party's scratch folder, the working directory while ACRO runs, which the harness removes
+when the cell ends.
 """
 
 from __future__ import annotations
