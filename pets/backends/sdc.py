@@ -48,7 +48,7 @@ from pets.tasks import (
 )
 from pets.wire import pack, unpack
 
-__all__ = ["SdcKanon", "SdcRound", "SdcSuppress", "suppress_cells"]
+__all__ = ["SdcKanon", "SdcRound", "SdcSuppress", "output_checker", "suppress_cells"]
 
 
 def suppress_cells(
@@ -80,7 +80,7 @@ def suppress_cells(
     return withheld
 
 
-def _checker(task: Task) -> str:
+def output_checker(task: Task) -> str:
     """The party that pools and checks the tables: the card's aggregator, else the
     recipient."""
     aggregators = task.parties_with_role("aggregator")
@@ -91,7 +91,7 @@ def _pool_tables(context: PartyContext) -> pd.DataFrame | None:
     """Each holder sends its cell table to the checker, which returns their sum; every
     other party returns None."""
     task = context.task
-    checker = _checker(task)
+    checker = output_checker(task)
     holders = task.parties_with_role("data_holder")
     own = None
     if context.name in holders:
@@ -114,7 +114,7 @@ def _checked_aggregate(
     """Pool the holders' tables at the checker, apply ``check(pooled, task) -> table`` there
     (the ``compute`` phase) and publish the table to the recipient, which returns it."""
     task = context.task
-    checker = _checker(task)
+    checker = output_checker(task)
     pooled = _pool_tables(context)
     table = None
     if context.name == checker:
