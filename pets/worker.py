@@ -194,6 +194,16 @@ def execute_cell(spec: CellSpec) -> Record:
             "unsupported",
             unsupported_message(spec["backend"], capabilities.task_kinds, scenario.kind),
         )
+    if capabilities.requirements:
+        if not description.runs_parties:
+            return failed(
+                "unsupported",
+                f"{spec['backend']!r} declares requirements for an environment of its own "
+                "but no party programs (run_party); only party programs run there",
+            )
+        launcher, refusal = _own_environment(spec, target, capabilities.requirements, base)
+        if refusal is not None:
+            return failed(*refusal)
     if not description.runs_parties:
         return _execute_in_process(spec, base, scenario, problem, capabilities, failed)
     base["isolation"] = "process"
@@ -225,6 +235,26 @@ def execute_cell(spec: CellSpec) -> Record:
         runner,
         failed,
     )
+
+
+def _own_environment(
+    spec: CellSpec, target: str, requirements: tuple[str, ...], base: dict[str, Any]
+) -> tuple[Any, tuple[str, str] | None]:
+    """The launcher of a backend that runs in its own environment, or why the cell
+    cannot run (``unsupported`` naming ``pets env sync`` when the environment is missing
+    or stale). The record's environment block gets the party environment's facts."""
+    from pets.envs import EnvError, EnvSpec, env_state
+    from pets.runtime.venv import EnvPartyLauncher
+
+    try:
+        env_spec = EnvSpec.of(spec["backend"], requirements)
+    except EnvError as exc:
+        return None, ("failed", str(exc))
+    state = env_state(env_spec)
+    if state.status != "current":
+        return None, ("unsupported", state.message())
+    base["environment"]["party_environment"] = state.facts()
+    return EnvPartyLauncher(state.python, target), None
 
 
 def _scenario(spec: CellSpec) -> Any:

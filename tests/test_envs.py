@@ -1,0 +1,184 @@
+"""Backends in their own Python environment: ``pets env sync`` builds one (a real
+virtual environment, real installs from the package index), the party processes run
+under its interpreter, and a missing or stale one gives an ``unsupported`` record that
+names the command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from own_env import REQUIREMENT
+
+import pets
+from pets.envs import (
+    ENV_CACHE_VARIABLE,
+    MARKER,
+    EnvSpec,
+    env_report,
+    env_state,
+    sync_backends,
+)
+from pets.runtime.harness import run_protocol
+from pets.runtime.venv import EnvPartyLauncher
+from pets.scenarios import build_problem, load_scenario
+from pets.tasks import TASK_KINDS, AggregateOutput
+
+from conftest import make_registry
+
+NAME = "own_env_probe"
+TARGET = "own_env:OwnEnvProbe"
+
+
+def _registry(target: str = TARGET) -> pets.Registry:
+    registry = make_registry()
+    registry.add(NAME, target)
+    return registry
+
+
+@pytest.fixture(scope="session")
+def env_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One environment for the probe backend, built once per test session."""
+    root = tmp_path_factory.mktemp("envs")
+    lines: list[str] = []
+    assert sync_backends(_registry(), [NAME], root=root, progress=lines.append) == 0
+    assert any("building" in line for line in lines), lines
+    return root
+
+
+def _state(root: Path, requirement: str = REQUIREMENT):
+    return env_state(EnvSpec.of(NAME, (requirement,)), root)
+
+
+def test_the_requirement_is_absent_here_and_present_there(env_cache):
+    state = _state(env_cache)
+    assert state.status == "current"
+    probe = "import tomli_w, sys; print(sys.prefix)"
+    there = subprocess.run(
+        [str(state.python), "-I", "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert Path(there.stdout.strip()) == state.path
+    here = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert here.returncode != 0 and "tomli_w" in here.stderr
+    marker = json.loads((state.path / MARKER).read_text())
+    assert marker["packages"]["tomli_w" if "tomli_w" in marker["packages"] else "tomli-w"]
+
+
+def test_a_second_sync_is_a_no_op(env_cache):
+    marker = _state(env_cache).path / MARKER
+    before = marker.stat().st_mtime_ns
+    lines: list[str] = []
+    assert sync_backends(_registry(), [NAME], root=env_cache, progress=lines.append) == 0
+    assert marker.stat().st_mtime_ns == before
+    assert any("up to date" in line for line in lines) and not any(
+        "building" in line for line in lines
+    )
+
+
+def test_parties_run_under_the_environment_interpreter(env_cache):
+    state = _state(env_cache)
+    problem = build_problem(load_scenario("multi_site_prevalence"), 400, 0)
+    kind = TASK_KINDS["aggregate"]
+    run = run_protocol(
+        EnvPartyLauncher(state.python, TARGET),
+        TARGET,
+        {},
+        problem.task,
+        problem.party_data,
+        output_type=AggregateOutput,
+    )
+    reveals = [value for _, label, value in run.session.reveals if label == "interpreter"]
+    assert len(reveals) == len(problem.task.parties)
+    assert {Path(r["prefix"]) for r in reveals} == {state.path}
+    assert Path(sys.prefix) != state.path
+    assert all(r["toml"] == "ran = true" for r in reveals)
+    accuracy = kind.score(run.output, kind.reference(problem), problem)
+    assert accuracy.metrics[accuracy.primary] == pytest.approx(
+        1.0 if accuracy.higher_is_better else 0.0, abs=1e-9
+    )
+
+
+def _records(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def _run(tmp_path: Path, registry: pets.Registry, scenario_dir: Path) -> dict:
+    pets.run(
+        ["multi_site_prevalence"],
+        [NAME],
+        size=400,
+        out=tmp_path / "run",
+        registry=registry,
+        scenario_dir=scenario_dir,
+        progress=False,
+        leakage="off",
+    )
+    (record,) = _records(tmp_path / "run")
+    return record
+
+
+def test_a_run_is_ok_and_its_record_names_the_environment(
+    env_cache, tmp_path, scenario_dir, monkeypatch
+):
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(env_cache))
+    record = _run(tmp_path, _registry(), scenario_dir)
+    assert record["status"] == "ok", record["error"]
+    assert record["isolation"] == "process"
+    party_env = record["environment"]["party_environment"]
+    assert party_env["name"] == _state(env_cache).path.name
+    assert party_env["requirements"] == [REQUIREMENT]
+    marker = json.loads((_state(env_cache).path / MARKER).read_text())
+    assert party_env["packages"]["numpy"] == marker["packages"]["numpy"]
+    assert record["environment"]["packages"]["numpy"] == np.__version__
+
+
+def test_a_missing_environment_is_unsupported_and_names_the_command(
+    tmp_path, scenario_dir, monkeypatch
+):
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(tmp_path / "empty"))
+    record = _run(tmp_path, _registry(), scenario_dir)
+    assert record["status"] == "unsupported"
+    assert "is not built" in record["error"]
+    assert f"`pets env sync {NAME}`" in record["error"]
+
+
+def test_changed_requirements_make_the_environment_stale(
+    env_cache, tmp_path, scenario_dir, monkeypatch
+):
+    assert _state(env_cache, "tomli-w==1.1.0").status == "stale"
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(env_cache))
+    record = _run(tmp_path, _registry("own_env:OwnEnvProbeUpgraded"), scenario_dir)
+    assert record["status"] == "unsupported"
+    assert "other requirements" in record["error"]
+    assert f"`pets env sync {NAME}`" in record["error"]
+    report = "\n".join(env_report(_registry("own_env:OwnEnvProbeUpgraded"), root=env_cache))
+    assert "stale" in report and f"pets env sync {NAME}" in report
+
+
+def test_a_failed_install_leaves_no_environment(tmp_path):
+    from pets.envs import EnvError, sync_env
+
+    spec = EnvSpec.of("broken", ("pets-sandbox-no-such-package==0.0.1",))
+    lines: list[str] = []
+    with pytest.raises(EnvError, match="could not build the environment of 'broken'"):
+        sync_env(spec, root=tmp_path, progress=lines.append)
+    assert env_state(spec, tmp_path).status == "missing"
+    assert not (tmp_path / spec.folder_name).exists()
+
+
+def test_requirements_are_typed_data():
+    from pets.api import Capabilities, PetClass
+
+    caps = Capabilities(
+        task_kinds=frozenset({"query"}), pet_class=PetClass.REMOTE, requirements=("a==1",)
+    )
+    assert Capabilities.from_dict(caps.to_dict()) == caps
+    with pytest.raises(TypeError):
+        Capabilities(task_kinds=frozenset(), pet_class=PetClass.REMOTE, requirements="a==1")
+    for bad in ("--index-url=http://example.invalid", " ", "a\n-r x"):
+        with pytest.raises(ValueError, match="requirement"):
+            Capabilities(task_kinds=frozenset(), pet_class=PetClass.REMOTE, requirements=(bad,))
