@@ -113,6 +113,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
     if args.action == "list":
         print("\n".join(env_report(registry)))
         return 0
+
     def progress(line: str) -> None:
         print(line, file=sys.stderr if line.startswith("pets:") else sys.stdout, flush=True)
 

@@ -39,6 +39,7 @@ __all__ = [
     "ENV_CACHE_VARIABLE",
     "MARKER",
     "PARTY_RUNTIME",
+    "PARTY_RUNTIME_NUMPY_1",
     "EnvError",
     "EnvSpec",
     "EnvState",
@@ -58,6 +59,10 @@ ENV_CACHE_VARIABLE = "PETS_ENV_CACHE"
 #: What the party runtime (``pets.api``, ``pets.runtime``) imports besides the standard
 #: library; loose, so that a backend's pins (``numpy<=1.24.4``) decide the versions.
 PARTY_RUNTIME = ("numpy>=1.24", "pandas>=2", "pyarrow>=14")
+
+#: What the party runtime needs instead where the backend keeps numpy below 2 (pyarrow
+#: declares no numpy requirement, and pyarrow 26 and later import only beside numpy 2).
+PARTY_RUNTIME_NUMPY_1 = ("numpy>=1.24", "pandas>=2", "pyarrow>=14,<26")
 
 #: The file an environment holds once it is complete (written last, atomically).
 MARKER = "pets-env.json"
@@ -131,11 +136,28 @@ class EnvSpec:
         return cls(backend, tuple(normalised))
 
     @property
+    def party_runtime(self) -> tuple[str, ...]:
+        """What the party runtime adds to the backend's requirements:
+        :data:`PARTY_RUNTIME`, or :data:`PARTY_RUNTIME_NUMPY_1` where the backend's
+        requirements allow no numpy 2."""
+        from packaging.requirements import Requirement
+        from packaging.utils import canonicalize_name
+
+        for text in self.requirements:
+            requirement = Requirement(text)
+            if canonicalize_name(requirement.name) == "numpy" and not any(
+                requirement.specifier.contains(v, prereleases=True)
+                for v in ("2.0.0", "2.5.0", "3.0.0")
+            ):
+                return PARTY_RUNTIME_NUMPY_1
+        return PARTY_RUNTIME
+
+    @property
     def key(self) -> str:
         """A hash of everything the environment's contents depend on."""
         facts = {
             "requirements": sorted(self.requirements),
-            "party_runtime": list(PARTY_RUNTIME),
+            "party_runtime": list(self.party_runtime),
             "python": self.python,
             "pets": self.pets_version,
         }
@@ -204,7 +226,7 @@ class EnvState:
         from packaging.utils import canonicalize_name
 
         wanted = {canonicalize_name(Requirement(r).name) for r in self.spec.requirements}
-        wanted |= {canonicalize_name(Requirement(r).name) for r in PARTY_RUNTIME}
+        wanted |= {canonicalize_name(Requirement(r).name) for r in self.spec.party_runtime}
         packages = {
             name: version
             for name, version in dict(self.marker.get("packages") or {}).items()
@@ -320,7 +342,7 @@ def sync_env(
         path = state.path
         shutil.rmtree(path, ignore_errors=True)  # a build that died half-way
         tool, program = installer()
-        wanted = (*spec.requirements, *PARTY_RUNTIME)
+        wanted = (*spec.requirements, *spec.party_runtime)
         progress(f"{spec.backend}: building {path} with {tool} ({', '.join(wanted)})")
         try:
             python = path / "bin" / "python"
@@ -360,7 +382,7 @@ def sync_env(
             "backend": spec.backend,
             "key": spec.key,
             "requirements": list(spec.requirements),
-            "party_runtime": list(PARTY_RUNTIME),
+            "party_runtime": list(spec.party_runtime),
             "python_minor": spec.python,
             "pets_version": spec.pets_version,
             "installer": tool,

@@ -49,3 +49,9 @@ class OwnEnvProbeUpgraded(OwnEnvProbe):
     """The same backend after its requirements changed."""
 
     requirements = ("tomli-w==1.1.0",)
+
+
+class OwnEnvOldNumpy(OwnEnvProbe):
+    """The same backend pinned to numpy 1.24, as PySyft 0.9.5 pins it."""
+
+    requirements = ("numpy==1.24.4", REQUIREMENT)

@@ -182,3 +182,27 @@ def test_requirements_are_typed_data():
     for bad in ("--index-url=http://example.invalid", " ", "a\n-r x"):
         with pytest.raises(ValueError, match="requirement"):
             Capabilities(task_kinds=frozenset(), pet_class=PetClass.REMOTE, requirements=(bad,))
+
+
+@pytest.mark.slow
+def test_the_party_runtime_runs_beside_numpy_1_24(tmp_path, scenario_dir, monkeypatch):
+    """The party runtime installs and imports beside numpy 1.24 (PySyft 0.9.5's pin),
+    while the harness keeps its own numpy; the record shows both."""
+    registry = _registry("own_env:OwnEnvOldNumpy")
+    assert sync_backends(registry, [NAME], root=tmp_path / "envs", progress=print) == 0
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(tmp_path / "envs"))
+    record = _run(tmp_path, registry, scenario_dir)
+    assert record["status"] == "ok", record["error"]
+    assert record["environment"]["party_environment"]["packages"]["numpy"] == "1.24.4"
+    assert record["environment"]["packages"]["numpy"] == np.__version__ != "1.24.4"
+
+
+def test_the_command_line_names_what_it_did(capsys, tmp_path, monkeypatch):
+    from pets.cli import main
+
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(tmp_path))
+    assert main(["env", "sync", "no-such-backend"]) == 2
+    assert "unknown backend 'no-such-backend'" in capsys.readouterr().err
+    assert main(["env", "sync", "plaintext"]) == 0
+    assert "no requirements" in capsys.readouterr().out
+    assert not list(tmp_path.iterdir())
