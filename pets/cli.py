@@ -94,7 +94,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             )
             return 2
         backend = cls(**params)
-        results = check_backend(backend)
+        results = check_backend(backend, env_name=name)
         print(f"{name} ({registry.target(name)}) {backend.get_params()}")
         print(format_results(results))
         failed = any(r.status == "failed" for r in results)

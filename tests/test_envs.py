@@ -206,3 +206,17 @@ def test_the_command_line_names_what_it_did(capsys, tmp_path, monkeypatch):
     assert main(["env", "sync", "plaintext"]) == 0
     assert "no requirements" in capsys.readouterr().out
     assert not list(tmp_path.iterdir())
+
+
+def test_the_conformance_kit_runs_it_under_its_environment(env_cache, monkeypatch):
+    from own_env import OwnEnvProbe
+
+    from pets.testing.runs import Toybox
+
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(env_cache))
+    run = Toybox(env_name=NAME).run(OwnEnvProbe(), "aggregate")
+    assert run.status == "ok", run.message
+    prefixes = {Path(v["prefix"]) for _, label, v in run.session.reveals if label == "interpreter"}
+    assert prefixes == {_state(env_cache).path}
+    unnamed = Toybox().run(OwnEnvProbe(), "aggregate")
+    assert unnamed.status == "unsupported" and "pets env sync NAME" in unnamed.message
