@@ -220,3 +220,18 @@ def test_the_conformance_kit_runs_it_under_its_environment(env_cache, monkeypatc
     assert prefixes == {_state(env_cache).path}
     unnamed = Toybox().run(OwnEnvProbe(), "aggregate")
     assert unnamed.status == "unsupported" and "pets env sync NAME" in unnamed.message
+
+
+def test_a_party_in_its_own_environment_cannot_read_the_worker(
+    env_cache, tmp_path, scenario_dir, monkeypatch
+):
+    """The party's parent is the worker itself here (no fork server between them);
+    reading its memory through /proc is still refused."""
+    from intruders import HarnessMemoryFromOwnEnv
+
+    assert HarnessMemoryFromOwnEnv.requirements == (REQUIREMENT,)
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(env_cache))
+    record = _run(tmp_path, _registry("intruders:HarnessMemoryFromOwnEnv"), scenario_dir)
+    assert record["environment"]["party_environment"]["name"] == _state(env_cache).path.name
+    assert record["status"] == "failed"
+    assert "NothingReached" in record["error"] and "refused inspection" in record["error"]
