@@ -284,12 +284,17 @@ def known_envs(root: Path | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def installer() -> tuple[str, str]:
+def installer(prefer: str | None = None) -> tuple[str, str]:
     """The installer to use: ``("uv", path)`` when ``uv`` is on the PATH or beside this
-    interpreter, else ``("pip", sys.executable)`` (this interpreter's pip, which installs
-    into the environment with ``--python`` where it can)."""
+    interpreter (the ``test`` extra installs it), else ``("pip", sys.executable)`` (this
+    interpreter's pip, which installs into the environment with ``--python`` where it
+    can). ``prefer="pip"`` chooses pip whether or not uv is there."""
+    if prefer not in (None, "uv", "pip"):
+        raise ValueError(f"installer must be 'uv' or 'pip', not {prefer!r}")
     found = shutil.which("uv") or shutil.which("uv", path=str(Path(sys.executable).parent))
-    return ("uv", found) if found else ("pip", sys.executable)
+    if prefer == "uv" and not found:
+        raise EnvError("uv is neither on the PATH nor beside this interpreter")
+    return ("uv", found) if found and prefer != "pip" else ("pip", sys.executable)
 
 
 def _pip_drives_other_interpreters() -> bool:
@@ -320,6 +325,7 @@ def sync_env(
     *,
     root: Path | None = None,
     progress: Callable[[str], None] = print,
+    tool: str | None = None,
 ) -> tuple[EnvState, bool]:
     """Build ``spec``'s environment unless it is current; return its state and whether
     it was built.
@@ -328,11 +334,13 @@ def sync_env(
     on any failure the half-built folder is removed. Environments of the same backend
     built for other specs are removed once the new one is complete.
 
+    ``tool`` chooses the installer (``"uv"`` or ``"pip"``; default: :func:`installer`).
+
     Raises
     ------
     EnvError
         If the environment could not be created or a requirement not installed (one
-        line: the installer's last error).
+        line: the installer's first error).
     """
     root = cache_root() if root is None else root
     with _locked(root, spec.folder_name):
@@ -341,14 +349,15 @@ def sync_env(
             return state, False
         path = state.path
         shutil.rmtree(path, ignore_errors=True)  # a build that died half-way
-        tool, program = installer()
+        tool, program = installer(tool)
         wanted = (*spec.requirements, *spec.party_runtime)
         progress(f"{spec.backend}: building {path} with {tool} ({', '.join(wanted)})")
         try:
             python = path / "bin" / "python"
             if tool == "uv":
                 _call([program, "venv", "--python", sys.executable, str(path)], progress)
-                install = [program, "pip", "install", "--python", str(python), *wanted]
+                install = [program, "pip", "install", "--python", str(python)]
+                install += ["--compile-bytecode", *wanted]  # as pip does: warm first imports
             elif _pip_drives_other_interpreters():
                 _call([program, "-m", "venv", "--without-pip", str(path)], progress)
                 install = [program, "-m", "pip", "--python", str(python), "install"]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from own_env import REQUIREMENT
 
 import pets
 from pets.envs import (
@@ -23,12 +22,9 @@ from pets.envs import (
     env_state,
     sync_backends,
 )
-from pets.runtime.harness import run_protocol
-from pets.runtime.venv import EnvPartyLauncher
-from pets.scenarios import build_problem, load_scenario
-from pets.tasks import TASK_KINDS, AggregateOutput
 
 from conftest import make_registry
+from own_env import REQUIREMENT
 
 NAME = "own_env_probe"
 TARGET = "own_env:OwnEnvProbe"
@@ -79,29 +75,6 @@ def test_a_second_sync_is_a_no_op(env_cache):
     )
 
 
-def test_parties_run_under_the_environment_interpreter(env_cache):
-    state = _state(env_cache)
-    problem = build_problem(load_scenario("multi_site_prevalence"), 400, 0)
-    kind = TASK_KINDS["aggregate"]
-    run = run_protocol(
-        EnvPartyLauncher(state.python, TARGET),
-        TARGET,
-        {},
-        problem.task,
-        problem.party_data,
-        output_type=AggregateOutput,
-    )
-    reveals = [value for _, label, value in run.session.reveals if label == "interpreter"]
-    assert len(reveals) == len(problem.task.parties)
-    assert {Path(r["prefix"]) for r in reveals} == {state.path}
-    assert Path(sys.prefix) != state.path
-    assert all(r["toml"] == "ran = true" for r in reveals)
-    accuracy = kind.score(run.output, kind.reference(problem), problem)
-    assert accuracy.metrics[accuracy.primary] == pytest.approx(
-        1.0 if accuracy.higher_is_better else 0.0, abs=1e-9
-    )
-
-
 def _records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
 
@@ -128,6 +101,9 @@ def test_a_run_is_ok_and_its_record_names_the_environment(
     record = _run(tmp_path, _registry(), scenario_dir)
     assert record["status"] == "ok", record["error"]
     assert record["isolation"] == "process"
+    accuracy = record["accuracy"]
+    assert not accuracy["higher_is_better"]
+    assert accuracy[accuracy["primary"]] == pytest.approx(0.0, abs=1e-12)
     party_env = record["environment"]["party_environment"]
     assert party_env["name"] == _state(env_cache).path.name
     assert party_env["requirements"] == [REQUIREMENT]
@@ -159,13 +135,17 @@ def test_changed_requirements_make_the_environment_stale(
     assert "stale" in report and f"pets env sync {NAME}" in report
 
 
-def test_a_failed_install_leaves_no_environment(tmp_path):
-    from pets.envs import EnvError, sync_env
+@pytest.mark.parametrize("tool", ["pip", "uv"])
+def test_a_failed_install_leaves_no_environment(tmp_path, tool):
+    from pets.envs import EnvError, installer, sync_env
 
+    if tool == "uv" and installer()[0] != "uv":
+        pytest.skip("uv is not installed (the test extra installs it)")
     spec = EnvSpec.of("broken", ("pets-sandbox-no-such-package==0.0.1",))
     lines: list[str] = []
-    with pytest.raises(EnvError, match="could not build the environment of 'broken'"):
-        sync_env(spec, root=tmp_path, progress=lines.append)
+    with pytest.raises(EnvError, match=f"could not build the environment of 'broken' \\({tool}\\)"):
+        sync_env(spec, root=tmp_path, progress=lines.append, tool=tool)
+    assert any("pets-sandbox-no-such-package" in line for line in lines)
     assert env_state(spec, tmp_path).status == "missing"
     assert not (tmp_path / spec.folder_name).exists()
 
@@ -209,15 +189,17 @@ def test_the_command_line_names_what_it_did(capsys, tmp_path, monkeypatch):
 
 
 def test_the_conformance_kit_runs_it_under_its_environment(env_cache, monkeypatch):
-    from own_env import OwnEnvProbe
-
     from pets.testing.runs import Toybox
+
+    from own_env import OwnEnvProbe
 
     monkeypatch.setenv(ENV_CACHE_VARIABLE, str(env_cache))
     run = Toybox(env_name=NAME).run(OwnEnvProbe(), "aggregate")
     assert run.status == "ok", run.message
-    prefixes = {Path(v["prefix"]) for _, label, v in run.session.reveals if label == "interpreter"}
-    assert prefixes == {_state(env_cache).path}
+    reveals = [v for _, label, v in run.session.reveals if label == "interpreter"]
+    assert len(reveals) == len(run.problem.task.parties)
+    assert {Path(r["prefix"]) for r in reveals} == {_state(env_cache).path} != {Path(sys.prefix)}
+    assert all(r["toml"] == "ran = true" for r in reveals)
     unnamed = Toybox().run(OwnEnvProbe(), "aggregate")
     assert unnamed.status == "unsupported" and "pets env sync NAME" in unnamed.message
 
