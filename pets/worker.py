@@ -1,8 +1,9 @@
 """Run one cell in this process: ``python -m pets.worker SPEC.json OUT.json``.
 
-The runner starts one worker process per cell (any Python interpreter with ``pets``
-and the backend's libraries installed can serve, which leaves room for backends that
-need their own virtual environment). The worker rebuilds the cell's data from the
+The runner starts one worker process per cell. A backend that declares requirements
+(``Capabilities.requirements``) has its party processes started under its own virtual
+environment (:mod:`pets.envs`, :mod:`pets.runtime.venv`); the worker stays in the
+harness's. The worker rebuilds the cell's data from the
 card, size and seed, runs the backend inside a fresh :class:`~pets.session.Session`,
 and has the harness score it: accuracy against the plaintext reference, cost from the
 session and the process, leakage from attacks on what each party observed. It writes
