@@ -283,6 +283,14 @@ class Capabilities:
         Random draws the cell's seed cannot fix, each named with its source (e.g. noise
         a DP library draws from its own secure generator); empty when every draw is
         seeded or there is none. The cell's record carries it.
+    requirements : tuple of str
+        Packages the party programs need that the harness's environment may not hold,
+        as PEP 508 requirement strings (``("syft==0.9.5", "sniffio")``). When not empty,
+        the party processes run under a virtual environment of their own that
+        ``pets env sync <backend>`` builds from these (docs/environments.md); the
+        backend's module must then import them inside :meth:`Backend.run_party`, never
+        at module level, so that the harness can still describe it. They should not
+        depend on the parameters.
     """
 
     task_kinds: frozenset[str]
@@ -293,10 +301,24 @@ class Capabilities:
     sockets: bool = False
     deterministic: bool = False
     unseeded_randomness: tuple[str, ...] = ()
+    requirements: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.unseeded_randomness, str):
             raise TypeError("Capabilities.unseeded_randomness must be a tuple of strings")
+        if isinstance(self.requirements, str):
+            raise TypeError("Capabilities.requirements must be a tuple of strings")
+        for requirement in self.requirements:
+            if (
+                not isinstance(requirement, str)
+                or not requirement.strip()
+                or requirement.lstrip().startswith("-")
+                or any(c in requirement for c in "\n\r\0")
+            ):
+                raise ValueError(
+                    f"Capabilities.requirements holds {requirement!r}; each must be one "
+                    "requirement such as 'syft==0.9.5' (no installer options)"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the capabilities as JSON-ready data."""
@@ -309,6 +331,7 @@ class Capabilities:
             "sockets": self.sockets,
             "deterministic": self.deterministic,
             "unseeded_randomness": list(self.unseeded_randomness),
+            "requirements": list(self.requirements),
         }
 
     @classmethod
@@ -337,13 +360,16 @@ class Capabilities:
             extra=extra,
             sockets=bool(data.get("sockets", False)),
             deterministic=bool(data.get("deterministic", False)),
-            unseeded_randomness=_strings(data.get("unseeded_randomness", ())),
+            unseeded_randomness=_strings(
+                data.get("unseeded_randomness", ()), "unseeded_randomness"
+            ),
+            requirements=_strings(data.get("requirements", ()), "requirements"),
         )
 
 
-def _strings(value: Any) -> tuple[str, ...]:
+def _strings(value: Any, name: str) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(x, str) for x in value):
-        raise ValueError("Capabilities.unseeded_randomness must be a list of strings")
+        raise ValueError(f"Capabilities.{name} must be a list of strings")
     return tuple(value)
 
 

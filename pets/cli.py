@@ -1,4 +1,4 @@
-"""The ``pets`` command line: list, check, describe, run, demo, report."""
+"""The ``pets`` command line: list, check, describe, run, demo, report, env."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             )
             return 2
         backend = cls(**params)
-        results = check_backend(backend)
+        results = check_backend(backend, env_name=name)
         print(f"{name} ({registry.target(name)}) {backend.get_params()}")
         print(format_results(results))
         failed = any(r.status == "failed" for r in results)
@@ -103,6 +103,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"verdict: {verdict} (kept in {path})\n")
         worst = max(worst, int(failed))
     return worst
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    from pets.envs import env_report, sync_backends
+    from pets.registry import Registry
+
+    registry = Registry.from_entry_points()
+    if args.action == "list":
+        print("\n".join(env_report(registry)))
+        return 0
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr if line.startswith("pets:") else sys.stdout, flush=True)
+
+    return sync_backends(registry, args.names, progress=progress)
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
@@ -342,6 +357,16 @@ def _parser() -> argparse.ArgumentParser:
             "besides loopback, lan and wan",
         )
         p.set_defaults(func=lambda a, demo=(name == "demo"): _run(a, demo=demo))
+
+    p = sub.add_parser("env", help="virtual environments of backends with requirements")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser(
+        "sync", help="build or update backends' environments (default: every one that needs one)"
+    )
+    q.add_argument("names", nargs="*", metavar="BACKEND", help="registered backend names")
+    q.set_defaults(func=_cmd_env)
+    q = actions.add_parser("list", help="backends' environments and whether each is current")
+    q.set_defaults(func=_cmd_env, names=[])
 
     p = sub.add_parser(
         "report", help="rebuild a run folder's report (report.html, report.md) from its records"

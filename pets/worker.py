@@ -1,8 +1,9 @@
 """Run one cell in this process: ``python -m pets.worker SPEC.json OUT.json``.
 
-The runner starts one worker process per cell (any Python interpreter with ``pets``
-and the backend's libraries installed can serve, which leaves room for backends that
-need their own virtual environment). The worker rebuilds the cell's data from the
+The runner starts one worker process per cell. A backend that declares requirements
+(``Capabilities.requirements``) has its party processes started under its own virtual
+environment (:mod:`pets.envs`, :mod:`pets.runtime.venv`); the worker stays in the
+harness's. The worker rebuilds the cell's data from the
 card, size and seed, runs the backend inside a fresh :class:`~pets.session.Session`,
 and has the harness score it: accuracy against the plaintext reference, cost from the
 session and the process, leakage from attacks on what each party observed. It writes
@@ -195,6 +196,16 @@ def execute_cell(spec: CellSpec | Mapping[str, Any]) -> Record:
             "unsupported",
             unsupported_message(spec.backend, capabilities.task_kinds, scenario.kind),
         )
+    if capabilities.requirements:
+        if not description.runs_parties:
+            return failed(
+                "unsupported",
+                f"{spec['backend']!r} declares requirements for an environment of its own "
+                "but no party programs (run_party); only party programs run there",
+            )
+        launcher, refusal = _own_environment(spec, target, capabilities.requirements, base)
+        if refusal is not None:
+            return failed(*refusal)
     if not description.runs_parties:
         return _execute_in_process(spec, base, scenario, problem, capabilities, failed)
     base["isolation"] = "process"
@@ -226,6 +237,26 @@ def execute_cell(spec: CellSpec | Mapping[str, Any]) -> Record:
         runner,
         failed,
     )
+
+
+def _own_environment(
+    spec: CellSpec, target: str, requirements: tuple[str, ...], base: dict[str, Any]
+) -> tuple[Any, tuple[str, str] | None]:
+    """The launcher of a backend that runs in its own environment, or why the cell
+    cannot run (``unsupported`` naming ``pets env sync`` when the environment is missing
+    or stale). The record's environment block gets the party environment's facts."""
+    from pets.envs import EnvError, EnvSpec, env_state
+    from pets.runtime.venv import EnvPartyLauncher
+
+    try:
+        env_spec = EnvSpec.of(spec["backend"], requirements)
+    except EnvError as exc:
+        return None, ("failed", str(exc))
+    state = env_state(env_spec)
+    if state.status != "current":
+        return None, ("unsupported", state.message())
+    base["environment"]["party_environment"] = state.facts()
+    return EnvPartyLauncher(state.python, target), None
 
 
 def _scenario(spec: CellSpec) -> Any:

@@ -165,6 +165,20 @@ class HarnessMemory(_Intruder):
         raise NothingReached(f"{len(pids)} harness process(es) refused inspection")
 
 
+class HarnessMemoryFromOwnEnv(HarnessMemory):
+    """The same reader, run by party processes started under a backend's own
+    environment: there the worker itself is the party's parent."""
+
+    #: own_env.REQUIREMENT, so that it shares the probe backend's environment
+    requirements = ("tomli-w==1.2.0",)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        from dataclasses import replace
+
+        return replace(super().capabilities, requirements=self.requirements)
+
+
 def _harness_pids() -> list[int]:
     """Processes whose command line runs the cell worker."""
     pids = []

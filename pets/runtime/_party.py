@@ -1,11 +1,14 @@
 """The main function of a party process (runs there, never in the harness).
 
 A party process is forked from the harness's fork server, which preloaded the runtime
-and the backend's module but never held any party's data. It says ``hello``, then
-either describes the backend (``describe``: parameter names, capabilities, helper
-parties) or runs one party program (``start``): it builds the backend from its
-parameters, decodes its own input, calls ``backend.run_party(context)`` and reports
-``done`` with its output, or ``fail`` with a status and a message.
+and the backend's module but never held any party's data, or, for a backend in its own
+environment, started as a fresh interpreter of that environment
+(:mod:`pets.runtime.venv`) that serves a link handed to it as a file descriptor. It
+says ``hello``, then either describes the backend (``describe``: parameter names,
+capabilities, helper parties) or runs one party program (``start``): it builds the
+backend from its parameters, decodes its own input, calls
+``backend.run_party(context)`` and reports ``done`` with its output, or ``fail`` with a
+status and a message.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pets.runtime.codec import decode_task, decode_value, encode_value
 from pets.runtime.context import PartyContext, PartyNetwork
 from pets.tasks import PartyRole
 
-__all__ = ["party_main"]
+__all__ = ["party_main", "serve_descriptor"]
 
 
 def _where(exc: BaseException) -> str:
@@ -148,3 +151,11 @@ def party_main(conn: Any) -> None:  # pragma: no cover - runs in the party proce
         _link.read(conn)
     except (EOFError, OSError, _link.LinkError):
         pass
+
+
+def serve_descriptor(fd: int) -> None:  # pragma: no cover - runs in the party process
+    """:func:`party_main` on the socket inherited as file descriptor ``fd`` (a party
+    process started under a backend's own environment)."""
+    from multiprocessing.connection import Connection
+
+    party_main(Connection(fd))

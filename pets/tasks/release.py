@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
 
 from pets.tasks._base import (
     Accuracy,
@@ -181,6 +180,8 @@ def _score(output: ReleaseOutput, reference: ReleaseOutput, problem: Problem) ->
     holdout = problem.evaluation["holdout"]
     task = problem.task
     x_test, y_test = design_matrix(holdout, params["features"]), labels(holdout, task)
+
+    from sklearn.metrics import roc_auc_score
 
     def auc_of(frame: pd.DataFrame) -> float:
         y = labels(frame, task)

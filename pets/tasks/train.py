@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from pets.tasks._base import (
     Accuracy,
@@ -69,6 +67,8 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, task: Task) -> LogisticModel:
     Every backend that trains in the clear uses this, so pooled plaintext training is
     the same computation as the reference.
     """
+    from sklearn.linear_model import LogisticRegression  # scoring and training only
+
     model = LogisticRegression(C=task.params["C"], max_iter=task.params["max_iter"], tol=1e-8)
     model.fit(x, y)
     return LogisticModel(
@@ -153,6 +153,8 @@ def _reference(problem: Problem) -> LogisticModel:
 
 
 def _score(output: LogisticModel, reference: LogisticModel, problem: Problem) -> Accuracy:
+    from sklearn.metrics import brier_score_loss, roc_auc_score
+
     x, y = problem.evaluation["x_test"], problem.evaluation["y_test"]
     if tuple(output.features) != tuple(reference.features):
         raise ValueError(

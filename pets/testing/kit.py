@@ -79,7 +79,11 @@ def run_check(check: Check, backend: Backend, toys: Toybox) -> CheckResult:
 
 
 def check_backend(
-    backend_or_name: Any, *, registry: Registry | None = None, toys: Toybox | None = None
+    backend_or_name: Any,
+    *,
+    registry: Registry | None = None,
+    toys: Toybox | None = None,
+    env_name: str | None = None,
 ) -> list[CheckResult]:
     """Run every conformance check on a backend.
 
@@ -92,6 +96,9 @@ def check_backend(
         Where names are looked up (default: the installed backends).
     toys : Toybox, optional
         The toy runs to share (default: fresh ones, preloading the backend's module).
+    env_name : str, optional
+        The registered name of a backend that runs in its own environment (default: the
+        name given as ``backend_or_name``); see docs/environments.md.
 
     Returns
     -------
@@ -106,7 +113,12 @@ def check_backend(
     []
     """
     backend = resolve_backend(backend_or_name, registry=registry)
-    toys = Toybox(preload=(type(backend).__module__,)) if toys is None else toys
+    if toys is None:
+        name = env_name if env_name is not None else backend_or_name
+        toys = Toybox(
+            preload=(type(backend).__module__,),
+            env_name=name if isinstance(name, str) else None,
+        )
     return [run_check(check, backend, toys) for check in CHECKS]
 
 

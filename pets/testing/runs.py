@@ -5,7 +5,10 @@ A :class:`Toybox` runs a backend's party programs on the toy problems
 every message carried by the harness's session), exactly as a cell of a benchmark
 run would, and keeps each run so that the checks on outputs, transcripts and
 identifiers do not pay for it twice. A backend in the one-process prototyping style
-(``run(task, session)``) runs in this process instead.
+(``run(task, session)``) runs in this process instead. A backend that declares
+requirements runs under its own environment (:mod:`pets.envs`), found by its registered
+name (``env_name``), as in a cell; without a current one its toy runs are
+``unsupported`` and say which ``pets env sync`` builds it.
 """
 
 from __future__ import annotations
@@ -84,11 +87,15 @@ class Toybox:
         Modules the party processes' fork server imports once (the backends' modules),
         so that each party process starts warm, as in a benchmark cell. The fork server
         is one per process: it takes the preload of the first launcher that starts it.
+    env_name : str, optional
+        The registered name of a backend that declares requirements: its party
+        processes run under the environment ``pets env sync <env_name>`` built.
     """
 
     shelf: ToyShelf = field(default_factory=ToyShelf)
     timeout_s: float = 120.0
     preload: tuple[str, ...] = ()
+    env_name: str | None = None
     _launcher: PartyLauncher | None = field(default=None, init=False, repr=False)
     _runs: dict[tuple[str, str, str, int], ToyRun] = field(
         default_factory=dict, init=False, repr=False
@@ -118,8 +125,14 @@ class Toybox:
         output_type = TASK_KINDS[kind].output_type
         if not type(backend).runs_parties():
             return self._in_process(backend, kind, problem)
+        launcher: Any = self.launcher
+        requirements = backend.capabilities.requirements
+        if requirements:
+            launcher = self._env_launcher(backend, requirements)
+            if isinstance(launcher, str):
+                return ToyRun(kind, problem, None, None, "unsupported", launcher)
         runner = ProtocolRunner(
-            self.launcher,
+            launcher,
             importable_target(backend),
             backend.get_params(),
             output_type=output_type,
@@ -132,6 +145,24 @@ class Toybox:
             prefix = "" if exc.party is None else f"party {exc.party!r}: "
             return ToyRun(kind, problem, None, None, exc.status, prefix + str(exc))
         return ToyRun(kind, problem, run.output, run.session, "ok")
+
+    def _env_launcher(self, backend: Backend, requirements: tuple[str, ...]) -> Any:
+        """The launcher under the backend's own environment, or why there is none."""
+        from pets.envs import EnvError, EnvSpec, env_state
+        from pets.runtime.venv import EnvPartyLauncher
+
+        if self.env_name is None:
+            return (
+                f"{type(backend).__name__} runs in its own Python environment; check it by "
+                "its registered name (pets check NAME) once `pets env sync NAME` has built it"
+            )
+        try:
+            state = env_state(EnvSpec.of(self.env_name, requirements))
+        except EnvError as exc:
+            return str(exc)
+        if state.status != "current":
+            return state.message()
+        return EnvPartyLauncher(state.python, importable_target(backend))
 
     @staticmethod
     def _in_process(backend: Backend, kind: str, problem: Problem) -> ToyRun:
