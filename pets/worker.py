@@ -200,7 +200,7 @@ def execute_cell(spec: CellSpec | Mapping[str, Any]) -> Record:
         if not description.runs_parties:
             return failed(
                 "unsupported",
-                f"{spec['backend']!r} declares requirements for an environment of its own "
+                f"{spec.backend!r} declares requirements for an environment of its own "
                 "but no party programs (run_party); only party programs run there",
             )
         launcher, refusal = _own_environment(spec, target, capabilities.requirements, base)
@@ -249,7 +249,7 @@ def _own_environment(
     from pets.runtime.venv import EnvPartyLauncher
 
     try:
-        env_spec = EnvSpec.of(spec["backend"], requirements)
+        env_spec = EnvSpec.of(spec.backend, requirements)
     except EnvError as exc:
         return None, ("failed", str(exc))
     state = env_state(env_spec)
