@@ -25,7 +25,7 @@ import weakref
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from pets.runtime.harness import PartyProgramError, _PartyProcess
+from pets.runtime.launcher import PartyProcess, PartyProgramError
 
 __all__ = ["EnvPartyLauncher", "import_folder"]
 
@@ -114,7 +114,7 @@ class EnvPartyLauncher:
             self._folder = import_folder(self.target, folder)
         return self._folder
 
-    def start(self, name: str) -> _PartyProcess:
+    def start(self, name: str) -> PartyProcess:
         """Start one party process (it holds nothing until the harness sends it).
 
         Raises
@@ -137,4 +137,4 @@ class EnvPartyLauncher:
             ) from None
         finally:
             there.close()
-        return _PartyProcess(name, _Interpreter(popen), Connection(here.detach()))
+        return PartyProcess(name, _Interpreter(popen), Connection(here.detach()))
