@@ -180,7 +180,8 @@ class HarnessMemoryFromOwnEnv(HarnessMemory):
 
 
 def _harness_pids() -> list[int]:
-    """Processes whose command line runs the cell worker."""
+    """Processes whose command line runs the cell worker, or the cell server a warm
+    worker was forked from (whose command line the worker keeps)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -189,7 +190,7 @@ def _harness_pids() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"pets.worker" in cmdline:
+        if b"pets.worker" in cmdline or b"pets.cell_server" in cmdline:
             pids.append(int(entry.name))
     return pids
 
