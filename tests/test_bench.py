@@ -46,8 +46,8 @@ def test_quick_bench_prints_ratios_and_records_them(tmp_path, capsys, monkeypatc
     for side in (top, bottom):
         assert len(side["samples"]) == line["repeats"] == 2  # --quick: two repeats
         assert side["seconds"] == pytest.approx(statistics.median(side["samples"]))
-    assert line["size"] == 20_000
-    assert line["figures"]["patients_per_s"] == pytest.approx(20_000 / top["seconds"])
+    assert line["size"] == 100_000
+    assert line["figures"]["patients_per_s"] == pytest.approx(100_000 / top["seconds"])
     assert line["machine"]["cores"] == os.cpu_count()
     assert line["machine"]["python"] == platform.python_version()
     manifest = ResultStore(out).read_manifest()

@@ -274,7 +274,7 @@ class BenchSettings:
     def for_mode(cls, *, quick: bool, repeats: int | None = None) -> BenchSettings:
         """The settings of ``--quick`` or of the default run, ``repeats`` if given."""
         if quick:
-            return cls(True, repeats or 2, cell_size=2_000, cohort_size=20_000, he_values=64)
+            return cls(True, repeats or 2, cell_size=2_000, cohort_size=100_000, he_values=64)
         return cls(False, repeats or 5)
 
     def to_dict(self) -> dict[str, Any]:
