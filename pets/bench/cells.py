@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -164,8 +165,6 @@ def _time(fn: Any, problem: Any, repeats: int) -> list[float]:
 
 def _cost_figures(records: list[Record]) -> dict[str, Any]:
     """Medians of what the records say besides the protocol time."""
-    import statistics
-
     out: dict[str, Any] = {}
     for key in ("party_startup_s", "cpu_s", "bytes_total", "peak_rss_mb"):
         values = [float(r.cost[key]) for r in records if r.cost.get(key) is not None]
@@ -203,7 +202,7 @@ def per_cell_overhead(cells: HarnessCells) -> list[Measurement]:
     protocol = tuple(r.cost["wall_s"] for r in records)
     figures = _cost_figures(records)
     figures["overhead_s"] = float(
-        sorted(w - p for w, p in zip(whole, protocol, strict=True))[len(whole) // 2]
+        statistics.median(w - p for w, p in zip(whole, protocol, strict=True))
     )
     return [
         Measurement(
