@@ -170,6 +170,10 @@ def _cost_figures(records: list[Record]) -> dict[str, Any]:
         values = [float(r.cost[key]) for r in records if r.cost.get(key) is not None]
         if values:
             out[key] = float(statistics.median(values))
+    # a fast side must also be a right one: the harness's own score of each cell
+    primary = records[0].accuracy.get("primary")
+    if primary:
+        out[f"worst_{primary}"] = max(float(r.accuracy[primary]) for r in records)
     return out
 
 
