@@ -122,6 +122,10 @@ def fit_scaling(records: Iterable[Record]) -> list[ScalingFit]:
     return fits
 
 
+def _slope(value: float) -> str:
+    return f"{0.0 if abs(value) < 0.005 else value:.2f}"
+
+
 def scaling_table(fits: Sequence[ScalingFit]) -> str:
     """The fits as a text table: scenario, backend, sizes, wall time at each, slopes."""
     rows = [("scenario", "backend", "params", "sizes", "wall s at each size", "slope", "bytes")]
@@ -133,8 +137,8 @@ def scaling_table(fits: Sequence[ScalingFit]) -> str:
                 "" if f.params == "{}" else f.params,
                 ", ".join(f"{n:,}" for n in f.sizes),
                 ", ".join(f"{w:.3g}" for w in f.wall_s),
-                "needs 2 sizes" if f.wall_slope is None else f"{f.wall_slope:.2f}",
-                "-" if f.bytes_slope is None else f"{f.bytes_slope:.2f}",
+                "needs 2 sizes" if f.wall_slope is None else _slope(f.wall_slope),
+                "-" if f.bytes_slope is None else _slope(f.bytes_slope),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
