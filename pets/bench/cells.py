@@ -159,8 +159,21 @@ def _plaintext_scripted(problem: Any) -> pd.DataFrame:
     return finish_means(local_aggregate(pooled, task), task)
 
 
-def _time(fn: Any, problem: Any, repeats: int) -> list[float]:
-    return time_repeats(lambda: fn(problem), repeats)
+#: Samples of the in-process side taken after each cell (it is cheap, and short
+#: timings scatter most on a shared machine).
+SAMPLES_PER_CELL = 3
+
+
+def _paired(cells: HarnessCells, backend: str, scripted: Any) -> tuple[list[Record], list[float]]:
+    """The cells of ``backend`` and, after each one, :data:`SAMPLES_PER_CELL` timings
+    of ``scripted(problem)`` in this process, so drift of the machine over the run
+    falls on both sides."""
+    problem = cells.problem()
+    records, samples = [], []
+    for record, _ in cells.records(backend):
+        records.append(record)
+        samples += time_repeats(lambda: scripted(problem), SAMPLES_PER_CELL)
+    return records, samples
 
 
 def _cost_figures(records: list[Record]) -> dict[str, Any]:
@@ -179,10 +192,7 @@ def _cost_figures(records: list[Record]) -> dict[str, Any]:
 
 def harness_overhead(cells: HarnessCells) -> list[Measurement]:
     """The plaintext aggregate through the harness against the same calls scripted."""
-    runs = list(cells.records("plaintext"))
-    problem = cells.problem()
-    scripted = _time(_plaintext_scripted, problem, cells.settings.repeats)
-    records = [r for r, _ in runs]
+    records, scripted = _paired(cells, "plaintext", _plaintext_scripted)
     return [
         Measurement(
             "harness_overhead",
@@ -224,7 +234,6 @@ def per_cell_overhead(cells: HarnessCells) -> list[Measurement]:
 def secure_vs_pandas(cells: HarnessCells) -> list[Measurement | Skipped]:
     """Each installed secure backend's aggregate against the pandas group-by; a backend
     whose library is missing or whose cell fails is skipped with the reason."""
-    problem = cells.problem()
     installed = installed_secure_backends(cells.registry)
     out: list[Measurement | Skipped] = [
         Skipped(f"secure_vs_pandas:{name}", f"{library} is not installed")
@@ -233,11 +242,10 @@ def secure_vs_pandas(cells: HarnessCells) -> list[Measurement | Skipped]:
     ]
     for backend in installed:
         try:
-            records = [r for r, _ in cells.records(backend)]
+            records, pandas_s = _paired(cells, backend, _pandas_aggregate)
         except CellFailed as exc:
             out.append(Skipped(f"secure_vs_pandas:{backend}", str(exc)))
             continue
-        pandas_s = _time(_pandas_aggregate, problem, cells.settings.repeats)
         figures = _cost_figures(records)
         figures["params"] = json.dumps(records[0].params, sort_keys=True)
         out.append(
