@@ -1,4 +1,4 @@
-"""The ``pets`` command line: list, check, describe, run, demo, report, env."""
+"""The ``pets`` command line: list, check, describe, run, demo, bench, report, env."""
 
 from __future__ import annotations
 
@@ -207,6 +207,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
             backends=args.backend or None,
             params=_params(args.param),
             size=args.size,
+            sizes=args.sizes,
             quick=demo or args.quick,
             seeds=args.seeds,
             repeats=args.repeats,
@@ -250,11 +251,80 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
     return 0 if not any(counts.get(s, 0) for s in bad) else 1
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from pets.bench import (
+        BenchSettings,
+        ScalingError,
+        check_only,
+        ratio_table,
+        run_bench,
+        run_scaling,
+        scaling_table,
+    )
+    from pets.bench.suite import default_bench_folder
+    from pets.options import check_count, check_out
+    from pets.records import StoreError
+    from pets.tasks import CardError
+
+    try:
+        names = check_only(args.only)
+        if args.repeats is not None:
+            check_count("repeats", args.repeats, "repeats")
+        if args.backend and not args.scaling:
+            raise OptionError("--backend", "applies only with --scaling")
+        out = Path(args.out) if args.out else default_bench_folder()
+        if args.scaling:
+            if args.only:
+                raise OptionError("--only", "does not apply with --scaling")
+            fits, folder = run_scaling(
+                args.scaling, out=out, backends=args.backend, repeats=args.repeats or 1
+            )
+            print(f"log-log slope of cost against patients (records of {folder}):")
+            print(scaling_table(fits))
+            print("slope 1: cost proportional to patients; near 0: fixed costs dominate")
+            return 0
+        settings = BenchSettings.for_mode(quick=args.quick, repeats=args.repeats)
+        taken = run_bench(names, settings, check_out(out))
+    except (OptionError, ScalingError, CardError, KeyError, StoreError) as exc:
+        print(f"pets: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(ratio_table(taken))
+    print(f"\nbench folder: {out} (bench.jsonl: one line per ratio)")
+    return 0
+
+
+def _sizes(text: str) -> list[int]:
+    """Parse ``--sizes 1000,10_000`` into whole numbers (checked further by the run)."""
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(int(part.strip()))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"takes whole numbers of patients separated by commas, got {part.strip()!r}"
+            ) from None
+    return out
+
+
 def _network_profile(text: str) -> NetworkProfile:
     try:
         return parse_profile(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+#: The measurements of ``pets bench`` (kept here so ``--help`` imports nothing heavy;
+#: tests check it matches :data:`pets.bench.MEASUREMENTS`).
+_BENCH_NAMES = (
+    "cohort_rate",
+    "ckks_packing",
+    "paillier_packing",
+    "mpyc_vectorised",
+    "harness_overhead",
+    "per_cell_overhead",
+    "secure_vs_pandas",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -317,12 +387,25 @@ def _parser() -> argparse.ArgumentParser:
                 help="backend parameter, overriding cards and sweeps (repeatable)",
             )
             p.add_argument("--size", type=int, help="patients per cell")
+            p.add_argument(
+                "--sizes",
+                type=_sizes,
+                metavar="N,N,...",
+                help="a size sweep: one cell per size (default: the card's sizes, if any)",
+            )
             p.add_argument("--quick", action="store_true", help="use each card's quick size")
             p.add_argument("--seeds", type=int, default=1)
             p.add_argument("--repeats", type=int, default=1)
         else:
             p.set_defaults(
-                scenarios=[], backend=[], param=[], size=None, quick=True, seeds=1, repeats=1
+                scenarios=[],
+                backend=[],
+                param=[],
+                size=None,
+                sizes=None,
+                quick=True,
+                seeds=1,
+                repeats=1,
             )
         p.add_argument("--out", help="run folder (default results/<timestamp>)")
         p.add_argument("--resume", action="store_true", help="skip cells already in --out")
@@ -367,6 +450,35 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_cmd_env)
     q = actions.add_parser("list", help="backends' environments and whether each is current")
     q.set_defaults(func=_cmd_env, names=[])
+
+    p = sub.add_parser(
+        "bench",
+        help="run the performance suite: ratios measured in the same run, kept in a folder",
+    )
+    p.add_argument("--quick", action="store_true", help="small sizes, few repeats")
+    p.add_argument("--repeats", type=int, help="timed repeats of each side (default 5; quick 2)")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="take only this measurement (repeatable): " + ", ".join(_BENCH_NAMES),
+    )
+    p.add_argument("--out", help="bench folder (default results/bench-<timestamp>)")
+    p.add_argument(
+        "--scaling",
+        metavar="RUN_FOLDER_OR_CARD",
+        help="fit the log-log slope of cost against patients per backend, from a size "
+        "sweep's run folder or by running a card's sizes",
+    )
+    p.add_argument(
+        "--backend",
+        action="append",
+        default=[],
+        help="with --scaling CARD: backend to run (repeatable; default plaintext and the "
+        "installed secure aggregate backends)",
+    )
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser(
         "report", help="rebuild a run folder's report (report.html, report.md) from its records"

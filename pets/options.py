@@ -30,6 +30,7 @@ __all__ = [
     "check_positive",
     "check_run_options",
     "check_size",
+    "check_size_sweep",
     "unique_names",
 ]
 
@@ -45,6 +46,7 @@ _FLAGS = {
     "seeds": "--seeds",
     "repeats": "--repeats",
     "size": "--size",
+    "sizes": "--sizes",
     "out": "--out",
     "leakage": "--leakage",
     "params": "--param",
@@ -95,6 +97,29 @@ def check_size(value: Any) -> int | None:
     if value is None:
         return None
     return check_count("size", value, "patients", MIN_SIZE)
+
+
+def check_size_sweep(size: Any, sizes: Any) -> tuple[int, ...] | None:
+    """Return the size sweep (None: each card's own), refusing it with ``size``.
+
+    Raises
+    ------
+    OptionError
+        Both ``size`` and ``sizes``; a size not a whole number >= :data:`MIN_SIZE`;
+        sizes repeated or out of order.
+    """
+    if sizes is None:
+        return None
+    from pets.scenarios import check_sizes
+
+    if size is not None:
+        raise OptionError("sizes", "give either --size or --sizes, not both")
+    if isinstance(sizes, str | bytes) or not hasattr(sizes, "__iter__"):
+        raise OptionError("sizes", f"must be a list of patients per cell, got {sizes!r}")
+    try:
+        return check_sizes(list(sizes))
+    except ValueError as exc:
+        raise OptionError("sizes", str(exc)) from None
 
 
 def check_leakage(value: Any) -> str:

@@ -140,24 +140,23 @@ def plan_cells(
     seeds: int = 1,
     repeats: int = 1,
     sweep: bool = True,
+    sizes: Sequence[int] | None = None,
 ) -> list[Cell]:
     """Expand a plan into cells.
 
     For each scenario and backend, parameters are the card's defaults for that backend,
     overridden by ``params`` (only keys the backend accepts); each sweep the card
     declares for the backend multiplies the cells, unless ``params`` fixes that
-    parameter or ``sweep`` is False.
+    parameter or ``sweep`` is False. Each size multiplies them too: ``sizes`` if given,
+    else ``size``, else the card's quick size with ``quick``, else the card's ``sizes``
+    sweep, else its ``size`` (see :meth:`pets.scenarios.DataSpec.cell_sizes`).
     """
     overrides = dict(params or {})
     names = _param_names(registry, backends) if overrides else {}
     checks.check_param_keys(overrides, names)
     cells = []
-    for scenario in scenarios:
-        n = (
-            size
-            if size is not None
-            else (scenario.data.quick_size if quick else scenario.data.size)
-        )
+    sized = [(s, n) for s in scenarios for n in s.data.cell_sizes(size, sizes, quick)]
+    for scenario, n in sized:
         for backend in backends:
             target = registry.target(backend)
             accepted = names.get(backend)
@@ -459,6 +458,7 @@ def run(
     *,
     params: Mapping[str, Any] | None = None,
     size: int | None = None,
+    sizes: Sequence[int] | None = None,
     quick: bool = False,
     seeds: int = 1,
     repeats: int = 1,
@@ -487,6 +487,9 @@ def run(
         Backend parameters overriding the cards' defaults and sweeps.
     size : int, optional
         Patients per cell (default: the card's size, or its quick size with ``quick``).
+    sizes : sequence of int, optional
+        A size sweep: one cell per size (default: the card's ``sizes``, if it lists
+        them and neither ``size`` nor ``quick`` is given).
     quick : bool
         Use each card's ``quick_size``.
     seeds, repeats : int
@@ -518,6 +521,7 @@ def run(
             "--allow-changed", "applies only with --resume (a new version of a card in a run)"
         )
     jobs = checks.available_cores() if jobs is None else jobs
+    sizes = checks.check_size_sweep(size, sizes)
     checks.check_run_options(
         size=size,
         seeds=seeds,
@@ -543,6 +547,7 @@ def run(
         registry,
         params=params,
         size=size,
+        sizes=sizes,
         quick=quick,
         seeds=seeds,
         repeats=repeats,

@@ -8,6 +8,7 @@ naming the file, the field and what is allowed. See ``docs/scenario-cards.md``.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ __all__ = [
     "Sweep",
     "backend_seed",
     "build_problem",
+    "check_sizes",
     "default_scenario_dir",
     "find_scenarios",
     "load_scenario",
@@ -68,7 +70,8 @@ ROLES = (
 @dataclass(frozen=True)
 class DataSpec:
     """The ``[data]`` table: source, sizes, population filter, held-out fraction and split
-    among parties. ``size`` counts patients generated, before the filter."""
+    among parties. ``size`` counts patients generated, before the filter; ``sizes``, if
+    the card lists them, are the patients of a size sweep (one cell per size)."""
 
     source: str
     size: int
@@ -76,6 +79,21 @@ class DataSpec:
     holdout: float
     split: Mapping[str, Any]
     filter: str = ""
+    sizes: tuple[int, ...] = ()
+
+    def cell_sizes(
+        self, size: int | None = None, sizes: Sequence[int] | None = None, quick: bool = False
+    ) -> tuple[int, ...]:
+        """The patients of this card's cells in a plan: ``sizes`` if given, else
+        ``size``, else the quick size with ``quick``, else the card's ``sizes`` sweep,
+        else its ``size``."""
+        if sizes:
+            return tuple(sizes)
+        if size is not None:
+            return (size,)
+        if quick:
+            return (self.quick_size,)
+        return self.sizes or (self.size,)
 
 
 @dataclass(frozen=True)
@@ -393,6 +411,7 @@ def _parse_data(table: CardTable, party_names: Sequence[str]) -> tuple[DataSpec,
     for key, value in (("size", size), ("quick_size", quick)):
         if value < 100:
             raise table.error(key, f"must be at least 100 patients, got {value}")
+    sizes = _parse_sizes(table)
     if not 0 <= holdout < 1:
         raise table.error("holdout", f"must be in [0, 1), got {holdout}")
     split = table.table("split")
@@ -438,8 +457,46 @@ def _parse_data(table: CardTable, party_names: Sequence[str]) -> tuple[DataSpec,
         spec["party"] = party
     split.check_unknown()
     table.check_unknown()
-    spec_out = DataSpec(source, size, quick, holdout, MappingProxyType(spec), population)
+    spec_out = DataSpec(source, size, quick, holdout, MappingProxyType(spec), population, sizes)
     return spec_out, columns
+
+
+def _parse_sizes(table: CardTable) -> tuple[int, ...]:
+    """The ``sizes`` sweep of ``[data]``: whole numbers of patients, at least 100 each,
+    strictly increasing (so none is repeated)."""
+    raw = table.get("sizes", list, None)
+    if raw is None:
+        return ()
+    try:
+        return check_sizes(raw)
+    except ValueError as exc:
+        raise table.error("sizes", str(exc)) from None
+
+
+def check_sizes(values: Sequence[Any]) -> tuple[int, ...]:
+    """Return ``values`` as a size sweep if they are whole numbers of patients, each at
+    least 100, strictly increasing.
+
+    Raises
+    ------
+    ValueError
+        The first problem, in one line.
+    """
+    if not values:
+        raise ValueError("needs at least one size")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"sizes must be whole numbers of patients, got {value!r}")
+        if value < 100:
+            raise ValueError(f"each size must be at least 100 patients, got {value}")
+    for before, after in itertools.pairwise(values):
+        if after <= before:
+            word = "repeated" if after == before else "out of order"
+            raise ValueError(
+                f"sizes must be listed once each, smallest first; {after} is {word} "
+                f"(got {list(values)})"
+            )
+    return tuple(values)
 
 
 def _check_party(table: CardTable, party: str, party_names: Sequence[str]) -> None:
