@@ -323,6 +323,7 @@ _BENCH_NAMES = (
     "mpyc_vectorised",
     "harness_overhead",
     "per_cell_overhead",
+    "warm_start",
     "secure_vs_pandas",
 )
 

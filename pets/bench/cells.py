@@ -8,6 +8,8 @@
 * ``per_cell_overhead``: one plaintext cell from plan to record (card, plan, worker
   process, data, party processes, protocol, scoring, record written) against the
   protocol time the record itself states.
+* ``warm_start``: plaintext cells of one run started in a fresh interpreter each against
+  forked from the run's warm cell server (seconds per cell after the run's first).
 * ``secure_vs_pandas``: each installed secure backend's aggregate (its record's
   ``cost.wall_s``) against the pandas group-by that computes the same table in the clear.
 """
@@ -15,6 +17,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import statistics
 import time
@@ -36,6 +39,7 @@ __all__ = [
     "installed_secure_backends",
     "per_cell_overhead",
     "secure_vs_pandas",
+    "warm_start",
 ]
 
 #: Secure aggregate backends measured against pandas, with the library each needs.
@@ -227,6 +231,47 @@ def per_cell_overhead(cells: HarnessCells) -> list[Measurement]:
             figures=figures,
             note="everything around a cell (worker, data, parties, scoring, record) "
             "relative to the protocol itself; overhead_s is the absolute difference",
+        )
+    ]
+
+
+def warm_start(cells: HarnessCells) -> list[Measurement]:
+    """Plaintext cells of one run started cold (a fresh interpreter each) against warm
+    (forked from the run's cell server): seconds per cell after the run's first."""
+    from pets.runner import RunOptions, execute_plan, plan_cells
+
+    per_cell: dict[bool, list[float]] = {}
+    count = max(3, cells.settings.repeats + 1)
+    for warm in (False, True):
+        plan = plan_cells(
+            [cells.scenario],
+            ["plaintext"],
+            cells.registry,
+            size=cells.settings.cell_size,
+            repeats=count,
+            sweep=False,
+        )
+        stamps: list[float] = []
+        records = execute_plan(
+            plan,
+            ResultStore(cells.root / ("warm" if warm else "cold")),
+            RunOptions(leakage="off", progress=False, jobs=1, warm=warm),
+            on_record=lambda _, stamps=stamps: stamps.append(time.perf_counter()),
+        )
+        failed = [r for r in records if r.status != "ok"]
+        if failed:
+            raise CellFailed(f"plaintext cell ended {failed[0].status}: {failed[0].error}")
+        # the first cell also waits for the interpreter (or the server) to start
+        per_cell[warm] = [b - a for a, b in itertools.pairwise(stamps)]
+    return [
+        Measurement(
+            "warm_start",
+            Side("plaintext cell, fresh interpreter per cell", tuple(per_cell[False])),
+            Side("plaintext cell, forked from the cell server", tuple(per_cell[True])),
+            size=cells.settings.cell_size,
+            figures={"cells_per_run": count},
+            note="seconds per cell after a run's first, cold / warm (> 1: the warm start "
+            "saves that much)",
         )
     ]
 

@@ -71,6 +71,10 @@ MEASUREMENTS: Mapping[str, tuple[str, Callable[[Any], list[Measurement | Skipped
         "plaintext cell from plan to record / its protocol time",
         _cells("per_cell_overhead"),
     ),
+    "warm_start": (
+        "cell started in a fresh interpreter / forked from the warm cell server",
+        _cells("warm_start"),
+    ),
     "secure_vs_pandas": (
         "each secure backend's aggregate / the pandas group-by",
         _cells("secure_vs_pandas"),
