@@ -172,3 +172,15 @@ def attack_context(
         attackers=attackers,
         effort=effort,
     )
+
+
+_BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Everything under tests/benchmarks is ``slow``: the default suite (whose ``addopts``
+    deselects ``slow`` and disables pytest-benchmark) never runs it. Run them with
+    ``python -m pytest tests/benchmarks -m slow --benchmark-enable -s``."""
+    for item in items:
+        if _BENCHMARKS in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.slow)
