@@ -202,6 +202,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
             memory_mb=args.memory_mb,
             jobs=args.jobs,
             leakage=args.leakage,
+            executor=args.executor,
             registry=registry,
             progress=not args.no_progress,
             network=args.network,
@@ -317,7 +318,22 @@ def _parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--timeout", type=float, default=600.0, help="seconds per cell")
         p.add_argument("--memory-mb", type=float, default=8192.0, help="memory limit per cell")
-        p.add_argument("--jobs", type=int, default=1, help="cells run at once")
+        p.add_argument(
+            "--jobs",
+            type=int,
+            default=1,
+            help="cells run at once (with --executor dask: the LocalCluster's workers)",
+        )
+        p.add_argument(
+            "--executor",
+            default="local",
+            metavar="local|dask|tcp://HOST:PORT",
+            help="where cells run: worker processes started here (local, the default); "
+            "a Dask LocalCluster of --jobs workers started for the run (dask); or the "
+            "Dask cluster whose scheduler is at tcp://HOST:PORT (or dask://HOST:PORT). "
+            "Each cell still runs in its own process with the same limits. Dask needs "
+            "pip install 'pets-sandbox[dask]'",
+        )
         p.add_argument("--leakage", choices=["fast", "full", "off"], default="fast")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         p.add_argument(

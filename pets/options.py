@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXECUTORS",
     "LEAKAGE_MODES",
     "MIN_SIZE",
     "OptionError",
@@ -23,15 +24,21 @@ __all__ = [
     "check_card_backends",
     "check_cell_limits",
     "check_count",
+    "check_executor",
     "check_leakage",
     "check_out",
     "check_param_keys",
     "check_positive",
     "check_run_options",
     "check_size",
+    "dask_installed",
     "unique_names",
 ]
 
+#: Where a run's cells execute, besides a Dask scheduler's address (``tcp://HOST:PORT``).
+EXECUTORS = ("local", "dask")
+#: What to install for the Dask executor.
+DASK_EXTRA = "pip install 'pets-sandbox[dask]'"
 #: How much leakage analysis a run does.
 LEAKAGE_MODES = ("fast", "full", "off")
 #: Fewest patients a cell may be generated with (a card's ``size`` has the same floor).
@@ -46,6 +53,7 @@ _FLAGS = {
     "size": "--size",
     "out": "--out",
     "leakage": "--leakage",
+    "executor": "--executor",
     "params": "--param",
 }
 
@@ -107,6 +115,63 @@ def check_leakage(value: Any) -> str:
     return str(value)
 
 
+def check_executor(value: Any) -> str:
+    """Return where cells execute: ``local``, ``dask`` (a ``LocalCluster`` the run
+    starts) or a Dask scheduler's address, ``dask://HOST:PORT`` read as
+    ``tcp://HOST:PORT``.
+
+    Raises
+    ------
+    OptionError
+        Not one of these, an address without a host or port, or (for Dask) the
+        ``distributed`` package is not installed; the message names the extra.
+    """
+    allowed = "local, dask, or a scheduler address dask://HOST:PORT or tcp://HOST:PORT"
+    if not isinstance(value, str):
+        raise OptionError("executor", f"must be {allowed}, got {value!r}")
+    if value in EXECUTORS:
+        executor = value
+    elif value.startswith(("dask://", "tcp://")):
+        executor = "tcp://" + _scheduler_address(value, allowed)
+    else:
+        close = difflib.get_close_matches(value, EXECUTORS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise OptionError("executor", f"{value!r} is not an executor{hint} allowed: {allowed}")
+    if executor != "local" and not dask_installed():
+        raise OptionError(
+            "executor",
+            f"{value!r} needs Dask (dask.distributed), which is not installed here: {DASK_EXTRA}",
+        )
+    return executor
+
+
+def _scheduler_address(value: str, allowed: str) -> str:
+    """``HOST:PORT`` of ``dask://HOST:PORT`` or ``tcp://HOST:PORT``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query:
+        raise OptionError(
+            "executor", f"{value!r} is not a scheduler address HOST:PORT; allowed: {allowed}"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+def dask_installed() -> bool:
+    """Whether ``distributed`` (the ``dask`` extra) can be imported here."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("distributed") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def check_out(value: str | os.PathLike[str]) -> Path:
     """Check a run folder can be used, creating it if missing.
 
@@ -144,8 +209,9 @@ def check_run_options(
     memory_mb: Any,
     jobs: Any,
     leakage: Any,
+    executor: Any = "local",
 ) -> None:
-    """Check a run's numeric options and leakage mode (see :func:`pets.run`).
+    """Check a run's numeric options, leakage mode and executor (see :func:`pets.run`).
 
     Raises
     ------
@@ -156,6 +222,7 @@ def check_run_options(
     check_count("seeds", seeds, "seeds")
     check_count("repeats", repeats, "repeats")
     check_cell_limits(timeout, memory_mb, jobs, leakage)
+    check_executor(executor)
 
 
 def check_cell_limits(timeout: Any, memory_mb: Any, jobs: Any, leakage: Any) -> None:
