@@ -365,10 +365,10 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     """Show a plan's warnings as one line each; others as Python shows them."""
-    from pets.options import PlanWarning
+    from pets.options import ExecutorWarning, PlanWarning
     from pets.records import StoreWarning
 
-    if issubclass(category, PlanWarning | StoreWarning):
+    if issubclass(category, PlanWarning | StoreWarning | ExecutorWarning):
         print(f"pets: warning: {message}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr)

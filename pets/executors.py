@@ -29,14 +29,15 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pets.cell_process import CellProcess
 from pets.containment import claim_scratch, owner_id, sweep_stale_scratch
 from pets.masking import redact
-from pets.options import OptionError
+from pets.options import ExecutorWarning, OptionError
 from pets.processes import refuse_inspection
 from pets.records import Record
 
@@ -49,6 +50,7 @@ __all__ = [
     "Executor",
     "LocalExecutor",
     "cell_from_spec",
+    "dask_setup",
     "executor_for",
     "run_cell_task",
 ]
@@ -142,7 +144,7 @@ class DaskExecutor:
         from distributed import Event, as_completed
 
         run_id = uuid.uuid4().hex[:12]
-        with self._client(options) as client:
+        with self.connect(options) as client:
             stop = Event(f"pets-stop-{run_id}", client=client)
             runner = owner_id()
             futures = {}
@@ -168,16 +170,41 @@ class DaskExecutor:
                     client.cancel(list(futures))
 
     @contextlib.contextmanager
-    def _client(self, options: RunOptions) -> Any:
+    def connect(self, options: RunOptions) -> Iterator[Any]:
+        """A ``distributed.Client`` of the run's cluster, closed (with the cluster the
+        run started) on leaving, however it is left.
+
+        The cluster the run starts listens on TLS with a certificate authority made for
+        this run (``Security.temporary()``): its keys exist only in the memory of the
+        runner and of the Dask workers, and both refuse inspection
+        (:func:`pets.processes.refuse_inspection`; the workers as they start, through
+        the preload :func:`dask_setup`), so a party process cannot connect to the
+        scheduler and run code in the runner or a Dask worker.
+
+        Raises
+        ------
+        OptionError
+            The scheduler at ``address`` cannot be reached.
+        """
         import logging
 
         import dask
         from distributed import Client, LocalCluster
+        from distributed.security import Security
 
         if self.address is not None:
+            if self.address.startswith("tcp://"):
+                warnings.warn(
+                    f"the Dask scheduler at {self.address} does not authenticate its "
+                    "clients: any process that reaches it, a backend's party among them, "
+                    "can run code on the cluster and alter other cells' records; on a "
+                    "shared network use tls:// with Dask's TLS settings",
+                    ExecutorWarning,
+                    stacklevel=4,
+                )
             try:
                 client = Client(self.address, timeout="10s", set_as_default=False)
-            except OSError as exc:
+            except (OSError, TimeoutError) as exc:
                 raise OptionError(
                     "executor", f"cannot reach the Dask scheduler at {self.address}: {exc}"
                 ) from None
@@ -193,10 +220,18 @@ class DaskExecutor:
                 memory_limit=0,  # each cell's own limit is enforced by its poll loop
                 dashboard_address=":0",
                 silence_logs=logging.ERROR,
+                security=Security.temporary(),
+                preload=[__name__],
             ) as cluster,
             Client(cluster, set_as_default=False) as client,
         ):
             yield client
+
+
+def dask_setup(worker: Any) -> None:
+    """Preload of the Dask workers the run starts: refuse inspection before any task
+    runs, so no cell's party can read the worker's memory (its TLS key among it)."""
+    refuse_inspection()
 
 
 def _record_of(future: Any, cell: Cell) -> Record:

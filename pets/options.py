@@ -19,6 +19,7 @@ __all__ = [
     "EXECUTORS",
     "LEAKAGE_MODES",
     "MIN_SIZE",
+    "ExecutorWarning",
     "OptionError",
     "PlanWarning",
     "check_card_backends",
@@ -72,6 +73,10 @@ class PlanWarning(UserWarning):
     """A plan was given something twice; it is merged and run once."""
 
 
+class ExecutorWarning(UserWarning):
+    """Cells run on a Dask cluster whose scheduler does not authenticate its clients."""
+
+
 def check_positive(name: str, value: Any, unit: str) -> float:
     """Return ``value`` as a float if it is a finite number above 0.
 
@@ -117,8 +122,9 @@ def check_leakage(value: Any) -> str:
 
 def check_executor(value: Any) -> str:
     """Return where cells execute: ``local``, ``dask`` (a ``LocalCluster`` the run
-    starts) or a Dask scheduler's address, ``dask://HOST:PORT`` read as
-    ``tcp://HOST:PORT``.
+    starts) or a Dask scheduler's address, ``tcp://HOST:PORT`` (``dask://HOST:PORT`` is
+    read as that) or ``tls://HOST:PORT`` (with the TLS settings of Dask's own
+    configuration, ``distributed.comm.tls``).
 
     Raises
     ------
@@ -126,13 +132,16 @@ def check_executor(value: Any) -> str:
         Not one of these, an address without a host or port, or (for Dask) the
         ``distributed`` package is not installed; the message names the extra.
     """
-    allowed = "local, dask, or a scheduler address dask://HOST:PORT or tcp://HOST:PORT"
+    allowed = (
+        "local, dask, or a scheduler address tcp://HOST:PORT, dask://HOST:PORT, tls://HOST:PORT"
+    )
     if not isinstance(value, str):
         raise OptionError("executor", f"must be {allowed}, got {value!r}")
     if value in EXECUTORS:
         executor = value
-    elif value.startswith(("dask://", "tcp://")):
-        executor = "tcp://" + _scheduler_address(value, allowed)
+    elif value.startswith(("dask://", "tcp://", "tls://")):
+        scheme = "tls" if value.startswith("tls://") else "tcp"
+        executor = f"{scheme}://{_scheduler_address(value, allowed)}"
     else:
         close = difflib.get_close_matches(value, EXECUTORS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
@@ -146,7 +155,7 @@ def check_executor(value: Any) -> str:
 
 
 def _scheduler_address(value: str, allowed: str) -> str:
-    """``HOST:PORT`` of ``dask://HOST:PORT`` or ``tcp://HOST:PORT``."""
+    """``HOST:PORT`` of a scheduler's address ``SCHEME://HOST:PORT``."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(value)

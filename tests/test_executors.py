@@ -29,7 +29,8 @@ from pets.containment import (
     process_table,
     sweep_stale_scratch,
 )
-from pets.options import OptionError
+from pets.executors import DaskExecutor
+from pets.options import ExecutorWarning, OptionError
 from pets.records import ResultStore
 from pets.runner import RunOptions, execute_plan, plan_cells
 from pets.scenarios import load_scenario
@@ -134,7 +135,7 @@ def test_a_timeout_under_dask_is_recorded_and_leaves_nothing_then_resume_skips_i
     cells = plan_cells([scenario], ["sleeping"], registry, size=300, seeds=2)
     store = ResultStore(tmp_path)
     options = RunOptions(timeout_s=3, jobs=1, progress=False, executor=address)
-    with _Watch(prefixes) as watch:
+    with _Watch(prefixes) as watch, pytest.warns(ExecutorWarning, match="authenticate"):
         (record,) = execute_plan(cells[:1], store, options)
     assert record.status == "timeout"
     assert "3 s timeout" in record.error
@@ -147,11 +148,13 @@ def test_a_timeout_under_dask_is_recorded_and_leaves_nothing_then_resume_skips_i
     ]
     assert leftover == []
     seen = []
-    execute_plan(cells, store, options, resume=True, on_record=seen.append)
+    with pytest.warns(ExecutorWarning):
+        execute_plan(cells, store, options, resume=True, on_record=seen.append)
     assert [(r.seed, r.status) for r in seen] == [(1, "timeout")]
     assert sorted(r.seed for r in store.read()) == [0, 1]
 
 
+@pytest.mark.filterwarnings("ignore::pets.options.ExecutorWarning")
 def test_a_dask_worker_killed_mid_cell_gives_a_failed_record(
     tmp_path, registry, scenario_dir, cluster
 ):
@@ -193,6 +196,28 @@ def test_a_dask_worker_killed_mid_cell_gives_a_failed_record(
     stale = list(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{owner}-*"))
     sweep_stale_scratch()
     assert not any(f.exists() for f in stale)
+
+
+def test_the_runs_own_cluster_admits_only_its_own_clients():
+    from distributed.security import Security
+
+    def dumpable() -> int:
+        import ctypes
+
+        return ctypes.CDLL("libc.so.6").prctl(3, 0, 0, 0, 0)  # PR_GET_DUMPABLE
+
+    with DaskExecutor().connect(RunOptions(jobs=1, executor="dask")) as client:
+        address = client.scheduler.address
+        assert address.startswith("tls://")
+        # a party that reaches the port holds no certificate of the run's own authority
+        for attempt in (
+            {"address": address, "security": Security.temporary()},
+            {"address": address.replace("tls://", "tcp://")},
+        ):
+            with pytest.raises((OSError, TimeoutError)):
+                distributed.Client(**attempt, timeout="3s", set_as_default=False)
+        # the workers refuse inspection before any task: their memory holds the key
+        assert set(client.run(dumpable).values()) == {0}
 
 
 @pytest.mark.slow  # starts a cluster of its own besides the module's
@@ -274,6 +299,7 @@ def test_the_dask_executor_without_dask_names_the_extra(monkeypatch):
 def test_scheduler_addresses_are_read_as_tcp():
     assert RunOptions(executor="dask://10.0.0.5:8786").executor == "tcp://10.0.0.5:8786"
     assert RunOptions(executor="tcp://sched.example:8786").executor == "tcp://sched.example:8786"
+    assert RunOptions(executor="tls://sched.example:8786").executor == "tls://sched.example:8786"
 
 
 def test_the_cli_refuses_a_bad_executor_in_one_line(tmp_path):
