@@ -204,7 +204,7 @@ class DaskExecutor:
                 )
             try:
                 client = Client(self.address, timeout="10s", set_as_default=False)
-            except (OSError, TimeoutError) as exc:
+            except (OSError, TimeoutError, TypeError, ValueError) as exc:  # TLS settings too
                 raise OptionError(
                     "executor", f"cannot reach the Dask scheduler at {self.address}: {exc}"
                 ) from None
