@@ -313,3 +313,37 @@ def test_the_cli_refuses_a_bad_executor_in_one_line(tmp_path):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--executor (executor): 'daks'" in lines[0], done.stderr
+
+
+@pytest.mark.slow  # the whole quick matrix (about 75 cells)
+def test_the_quick_matrix_on_dask_matches_the_one_process_harness(tmp_path):
+    import json
+    import math
+
+    from pets.registry import Registry
+
+    reference = json.loads((Path(__file__).parent / "data" / "quick_accuracy.json").read_text())
+    frame = pets.run(
+        quick=True,
+        leakage="off",
+        out=tmp_path / "run",
+        registry=Registry.from_entry_points(),
+        jobs=2,
+        executor="dask",
+        progress=False,
+    )
+    records = frame[frame["status"] != "unsupported"]
+    assert len(records) == len(reference["cells"])
+    bad = records[(records["status"] != "ok") | (records["isolation"] != "process")]
+    assert bad.empty, bad[["scenario", "backend", "status", "error"]].to_string()
+    mismatched = []
+    for _, row in records.iterrows():
+        params = json.dumps(json.loads(row["params"]), sort_keys=True)
+        expected = reference["cells"][f"{row['scenario']}|{row['backend']}|{params}"]
+        value = row[f"accuracy.{expected['primary']}"]
+        assert row["accuracy.primary"] == expected["primary"]
+        if expected["tolerance"] is None:
+            assert math.isfinite(value) and -1.0 <= value <= 1.0 + 1e-9, (row["backend"], value)
+        elif abs(value - expected["value"]) > expected["tolerance"]:
+            mismatched.append((row["scenario"], row["backend"], expected["value"], value))
+    assert not mismatched, mismatched
