@@ -218,6 +218,7 @@ def _run(args: argparse.Namespace, *, demo: bool) -> int:
             memory_mb=args.memory_mb,
             jobs=args.jobs,
             leakage=args.leakage,
+            executor=args.executor,
             registry=registry,
             progress=not args.no_progress,
             network=args.network,
@@ -429,6 +430,16 @@ def _parser() -> argparse.ArgumentParser:
             help="start each cell's worker in a fresh interpreter (default: forked from a "
             "warm cell server)",
         )
+        p.add_argument(
+            "--executor",
+            default="local",
+            metavar="local|dask|tcp://HOST:PORT",
+            help="where cells run: worker processes started here (local, the default); "
+            "a Dask LocalCluster of --jobs workers started for the run (dask); or the "
+            "Dask cluster whose scheduler is at tcp://HOST:PORT (or dask://HOST:PORT). "
+            "Each cell still runs in its own process with the same limits. Dask needs "
+            "pip install 'pets-sandbox[dask]'",
+        )
         p.add_argument("--leakage", choices=["fast", "full", "off"], default="fast")
         p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
         p.add_argument(
@@ -499,10 +510,10 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     """Show a plan's warnings as one line each; others as Python shows them."""
-    from pets.options import PlanWarning
+    from pets.options import ExecutorWarning, PlanWarning
     from pets.records import StoreWarning
 
-    if issubclass(category, PlanWarning | StoreWarning):
+    if issubclass(category, PlanWarning | StoreWarning | ExecutorWarning):
         print(f"pets: warning: {message}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr)

@@ -16,14 +16,17 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "EXECUTORS",
     "LEAKAGE_MODES",
     "MIN_SIZE",
+    "ExecutorWarning",
     "OptionError",
     "PlanWarning",
     "available_cores",
     "check_card_backends",
     "check_cell_limits",
     "check_count",
+    "check_executor",
     "check_leakage",
     "check_out",
     "check_param_keys",
@@ -31,9 +34,14 @@ __all__ = [
     "check_run_options",
     "check_size",
     "check_size_sweep",
+    "dask_installed",
     "unique_names",
 ]
 
+#: Where a run's cells execute, besides a Dask scheduler's address (``tcp://HOST:PORT``).
+EXECUTORS = ("local", "dask")
+#: What to install for the Dask executor.
+DASK_EXTRA = "pip install 'pets-sandbox[dask]'"
 #: How much leakage analysis a run does.
 LEAKAGE_MODES = ("fast", "full", "off")
 #: Fewest patients a cell may be generated with (a card's ``size`` has the same floor).
@@ -49,6 +57,7 @@ _FLAGS = {
     "sizes": "--sizes",
     "out": "--out",
     "leakage": "--leakage",
+    "executor": "--executor",
     "params": "--param",
 }
 
@@ -65,6 +74,10 @@ class OptionError(ValueError):
 
 class PlanWarning(UserWarning):
     """A plan was given something twice; it is merged and run once."""
+
+
+class ExecutorWarning(UserWarning):
+    """Cells run on a Dask cluster whose scheduler does not authenticate its clients."""
 
 
 def check_positive(name: str, value: Any, unit: str) -> float:
@@ -133,6 +146,67 @@ def check_leakage(value: Any) -> str:
     return str(value)
 
 
+def check_executor(value: Any) -> str:
+    """Return where cells execute: ``local``, ``dask`` (a ``LocalCluster`` the run
+    starts) or a Dask scheduler's address, ``tcp://HOST:PORT`` (``dask://HOST:PORT`` is
+    read as that) or ``tls://HOST:PORT`` (with the TLS settings of Dask's own
+    configuration, ``distributed.comm.tls``).
+
+    Raises
+    ------
+    OptionError
+        Not one of these, an address without a host or port, or (for Dask) the
+        ``distributed`` package is not installed; the message names the extra.
+    """
+    allowed = (
+        "local, dask, or a scheduler address tcp://HOST:PORT, dask://HOST:PORT, tls://HOST:PORT"
+    )
+    if not isinstance(value, str):
+        raise OptionError("executor", f"must be {allowed}, got {value!r}")
+    if value in EXECUTORS:
+        executor = value
+    elif value.startswith(("dask://", "tcp://", "tls://")):
+        scheme = "tls" if value.startswith("tls://") else "tcp"
+        executor = f"{scheme}://{_scheduler_address(value, allowed)}"
+    else:
+        close = difflib.get_close_matches(value, EXECUTORS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise OptionError("executor", f"{value!r} is not an executor{hint} allowed: {allowed}")
+    if executor != "local" and not dask_installed():
+        raise OptionError(
+            "executor",
+            f"{value!r} needs Dask (dask.distributed), which is not installed here: {DASK_EXTRA}",
+        )
+    return executor
+
+
+def _scheduler_address(value: str, allowed: str) -> str:
+    """``HOST:PORT`` of a scheduler's address ``SCHEME://HOST:PORT``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or parts.path not in ("", "/") or parts.query:
+        raise OptionError(
+            "executor", f"{value!r} is not a scheduler address HOST:PORT; allowed: {allowed}"
+        )
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port}"
+
+
+def dask_installed() -> bool:
+    """Whether ``distributed`` (the ``dask`` extra) can be imported here."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("distributed") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def check_out(value: str | os.PathLike[str]) -> Path:
     """Check a run folder can be used, creating it if missing.
 
@@ -170,8 +244,9 @@ def check_run_options(
     memory_mb: Any,
     jobs: Any,
     leakage: Any,
+    executor: Any = "local",
 ) -> None:
-    """Check a run's numeric options and leakage mode (see :func:`pets.run`).
+    """Check a run's numeric options, leakage mode and executor (see :func:`pets.run`).
 
     Raises
     ------
@@ -182,6 +257,7 @@ def check_run_options(
     check_count("seeds", seeds, "seeds")
     check_count("repeats", repeats, "repeats")
     check_cell_limits(timeout, memory_mb, jobs, leakage)
+    check_executor(executor)
 
 
 def available_cores() -> int:

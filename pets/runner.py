@@ -14,11 +14,9 @@ import datetime as dt
 import itertools
 import json
 import os
-import shutil
 import signal
 import sys
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,10 +26,9 @@ from typing import Any
 import pandas as pd
 
 from pets import options as checks
-from pets.cell_process import CellProcess, worker_environment
-from pets.cell_server import CellServer
 from pets.cell_spec import CellSpec
-from pets.containment import claim_scratch, owner_id, sweep_stale_scratch
+from pets.containment import sweep_stale_scratch
+from pets.executors import executor_for
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
 from pets.processes import refuse_inspection
 from pets.records import Record, ResultStore, StoreError, cell_key
@@ -114,6 +111,11 @@ class RunOptions:
     warm : bool
         Fork each cell's worker from a cell server that imported the harness once
         (:mod:`pets.cell_server`) instead of starting a fresh interpreter per cell.
+    executor : str
+        Where cells execute (:mod:`pets.executors`): ``local`` (worker processes started
+        here), ``dask`` (a Dask ``LocalCluster`` of ``jobs`` workers started for the run)
+        or a Dask scheduler's address ``tcp://HOST:PORT`` (``dask://HOST:PORT`` is read
+        as that).
     """
 
     timeout_s: float = 600.0
@@ -124,9 +126,11 @@ class RunOptions:
     progress: bool = True
     network: NetworkProfiles = DEFAULT_PROFILES
     warm: bool = True
+    executor: str = "local"
 
     def __post_init__(self) -> None:
         checks.check_cell_limits(self.timeout_s, self.memory_mb, self.jobs, self.leakage)
+        object.__setattr__(self, "executor", checks.check_executor(self.executor))
 
 
 def plan_cells(
@@ -281,36 +285,18 @@ def _execute(
             if on_record:
                 on_record(record)
             bar.update(1)
-    pending = list(todo)
-    running: list[CellProcess] = []
-    tmp = claim_scratch()
-    owner = owner_id()
-    started = 0
-    server = _cell_server(tmp, owner, options) if pending else None
+
+    def deliver(cell: Cell, record: Record) -> None:
+        store.append(record)
+        if on_record:
+            on_record(record)
+        bar.set_postfix_str(f"{cell.label()}: {record.status}", refresh=False)
+        bar.update(1)
+
     with _terminate_as_interrupt():
         try:
-            while pending or running:
-                while pending and len(running) < max(1, options.jobs):
-                    started += 1
-                    token = f"{owner}/{started}"
-                    running.append(_start(pending.pop(0), tmp, started, token, options, server))
-                time.sleep(0.02)
-                for job in list(running):
-                    record = job.poll(options.timeout_s, options.memory_mb)
-                    if record is None:
-                        continue
-                    running.remove(job)
-                    store.append(record)
-                    if on_record:
-                        on_record(record)
-                    bar.set_postfix_str(f"{job.cell.label()}: {record.status}", refresh=False)
-                    bar.update(1)
+            executor_for(options).run(todo, options, deliver)
         finally:
-            for job in running:
-                job.kill()
-            if server is not None:
-                server.close()
-            shutil.rmtree(tmp, ignore_errors=True)
             bar.close()
 
 
@@ -388,24 +374,6 @@ def _unsupported_here(cells: Sequence[Cell]) -> list[Record | None]:
     return out
 
 
-def _cell_server(tmp: Path, owner: str, options: RunOptions) -> CellServer | None:
-    """The run's warm cell server, or None (cold starts) when off or it cannot start."""
-    if not options.warm:
-        return None
-    try:
-        return CellServer(options.python, worker_environment(tmp, f"{owner}/server"))
-    except OSError:
-        return None
-
-
-def _start(
-    cell: Cell, tmp: Path, n: int, token: str, options: RunOptions, server: CellServer | None
-) -> CellProcess:
-    return CellProcess.start(
-        cell, cell.spec(options), tmp, n, token, python=options.python, server=server
-    )
-
-
 def _write_manifest(store: ResultStore, cells: Sequence[Cell], options: RunOptions) -> None:
     previous = store.read_manifest()
     scenarios = {c.scenario.id: c.scenario for c in cells}
@@ -420,6 +388,7 @@ def _write_manifest(store: ResultStore, cells: Sequence[Cell], options: RunOptio
             "memory_mb": options.memory_mb,
             "jobs": options.jobs,
             "leakage": options.leakage,
+            "executor": options.executor,
             "network": list(options.network.names()),
         },
         "cards": {
@@ -474,6 +443,7 @@ def run(
     progress: bool = True,
     network: Iterable[NetworkProfile] = (),
     warm: bool = True,
+    executor: str = "local",
 ) -> pd.DataFrame:
     """Run a plan and return its records as a flat DataFrame.
 
@@ -509,6 +479,9 @@ def run(
         Where scenario ids are looked up.
     network : iterable of NetworkProfile
         Profiles to model besides :data:`pets.network.DEFAULT_PROFILES` and the cards'.
+    executor : str
+        ``local`` (default), ``dask`` or a Dask scheduler's address (see
+        :class:`RunOptions`); Dask needs the ``dask`` extra.
 
     Returns
     -------
@@ -530,6 +503,7 @@ def run(
         memory_mb=memory_mb,
         jobs=jobs,
         leakage=leakage,
+        executor=executor,
     )
     registry = Registry.from_entry_points() if registry is None else registry
     directory = Path(scenario_dir) if scenario_dir is not None else None
@@ -564,6 +538,7 @@ def run(
         progress=progress,
         network=DEFAULT_PROFILES.merged({p.name: p for p in network}),
         warm=warm,
+        executor=executor,
     )
     execute_plan(cells, store, options, resume=resume, allow_changed=allow_changed)
     frame = store.to_frame()

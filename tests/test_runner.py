@@ -189,18 +189,19 @@ def test_worker_settles_unsupported_when_the_runner_cannot(scenario_dir):
     assert "serves train, not aggregate" in record.error
 
 
-def test_unsupported_cells_start_no_process(tmp_path, registry, scenario_dir):
+def test_unsupported_cells_start_no_process(tmp_path, registry, scenario_dir, monkeypatch):
+    from pets.cell_process import CellProcess
+
     scenario = load_scenario("tre_queries", scenario_dir)
     cells = plan_cells([scenario], ["local_only", "unsupporting"], registry, size=300)
     started = []
-    import pets.runner as runner
-
-    original = runner._start
-    try:
-        runner._start = lambda *a, **k: started.append(a) or original(*a, **k)
-        records = execute_plan(cells, ResultStore(tmp_path), RunOptions(progress=False))
-    finally:
-        runner._start = original
+    original = CellProcess.start
+    monkeypatch.setattr(
+        CellProcess,
+        "start",
+        classmethod(lambda cls, *a, **k: started.append(a) or original(*a, **k)),
+    )
+    records = execute_plan(cells, ResultStore(tmp_path), RunOptions(progress=False))
     assert [r.status for r in records] == ["unsupported", "unsupported"]
     assert started == []
 
