@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pets.cell_server import CellServer, ServedProcess, ServerGone
-from pets.cell_spec import CellSpec
+from pets.cell_spec import CellSpec, ForgedResult, open_result
 from pets.containment import CELL_VARIABLE, descendants, process_table, stop_cell
 from pets.masking import redact
 from pets.processes import die_with_parent
@@ -38,7 +38,11 @@ __all__ = ["CellProcess", "how_ended", "worker_environment"]
 
 #: How a cell's worker starts: ``-c`` rather than ``-m pets.worker``, which would warn
 #: (runpy) that the package imported the module first, burying a crash's real stderr.
-_WORKER = "import sys; from pets.worker import cell_process; cell_process(sys.argv[1:])"
+#: The cell's key (which seals its record) comes on standard input, never in a file.
+_WORKER = (
+    "import sys; from pets.worker import cell_process; "
+    "cell_process(sys.argv[1:], bytes.fromhex(sys.stdin.readline().strip()))"
+)
 #: Seconds between two measurements of a cell's memory.
 _MEASURE_EVERY_S = 0.2
 
@@ -78,6 +82,7 @@ class CellProcess:
     started: float
     scratch: Path
     token: str
+    key: bytes = b""
     peak_mb: float = 0.0
     measured: float = 0.0
     killed_for: str | None = None
@@ -104,29 +109,36 @@ class CellProcess:
         # whatever its backend writes there is removed when the cell ends, however it ends
         scratch = folder / str(n)
         scratch.mkdir(mode=0o700, exist_ok=True)
+        key = secrets.token_bytes(32)  # seals the worker's record (see seal_result)
         if server is not None and server.alive():
             try:
                 process: subprocess.Popen[bytes] | ServedProcess = server.start(
-                    spec_path, out_path, stderr_path, scratch, token
+                    spec_path, out_path, stderr_path, scratch, token, key
                 )
             except ServerGone:
                 pass
             else:
                 started = time.monotonic()
-                return cls(cell, process, spec_path, out_path, stderr_path, started, scratch, token)
+                return cls(
+                    cell, process, spec_path, out_path, stderr_path, started, scratch, token, key
+                )
         env = worker_environment(scratch, token)
         with open(stderr_path, "wb") as err:
             process = subprocess.Popen(
                 [python, "-c", _WORKER, str(spec_path), str(out_path)],
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
                 env=env,
                 start_new_session=True,
                 preexec_fn=die_with_parent,  # a runner killed outright takes its cells along
             )
+        assert process.stdin is not None
+        with contextlib.suppress(OSError):  # a worker that died at once is recorded so
+            process.stdin.write(key.hex().encode() + b"\n")
+            process.stdin.close()
         return cls(
-            cell, process, spec_path, out_path, stderr_path, time.monotonic(), scratch, token
+            cell, process, spec_path, out_path, stderr_path, time.monotonic(), scratch, token, key
         )
 
     def poll(self, timeout_s: float, memory_mb: float | None) -> Record | None:
@@ -201,7 +213,15 @@ class CellProcess:
                 **base,
             )
         if self.out_path.exists():
-            return Record.from_dict(json.loads(self.out_path.read_text()))
+            try:
+                return Record.from_dict(open_result(self.out_path.read_bytes(), self.key))
+            except ForgedResult as exc:
+                return Record(
+                    status="failed",
+                    error=f"{exc}: a process of the cell wrote it, not the worker; discarded",
+                    cost=cost,
+                    **base,
+                )
         tail = self.stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
         message = f"cell process ended without a record ({how_ended(self.process.returncode)})"
         if tail:

@@ -105,7 +105,13 @@ class CellServer:
         return self._process.poll() is None
 
     def start(
-        self, spec_path: Path, out_path: Path, stderr_path: Path, scratch: Path, token: str
+        self,
+        spec_path: Path,
+        out_path: Path,
+        stderr_path: Path,
+        scratch: Path,
+        token: str,
+        key: bytes = b"",
     ) -> ServedProcess:
         """Fork one cell's worker; returns a handle like :class:`subprocess.Popen`'s.
 
@@ -120,6 +126,7 @@ class CellServer:
             "stderr": str(stderr_path),
             "scratch": str(scratch),
             "token": token,
+            "key": key.hex(),  # seals the record; over the pipe, never in a file
         }
         try:
             assert self._process.stdin is not None
@@ -307,5 +314,5 @@ def _become_cell(request: Mapping[str, str], private: tuple[int, ...]) -> None: 
         sys.stderr = open(2, "w", closefd=False)  # the cell's own file
     except BaseException:  # a child must never return into the server loop
         os._exit(70)
-    cell_process([request["spec"], request["out"]])
+    cell_process([request["spec"], request["out"]], bytes.fromhex(request.get("key", "")))
     os._exit(1)  # cell_process ends the process itself

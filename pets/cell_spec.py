@@ -8,6 +8,8 @@ either side.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 from collections.abc import Mapping
@@ -17,7 +19,7 @@ from typing import Any
 from pets.network import DEFAULT_PROFILES, NetworkProfile, NetworkProfiles
 from pets.options import check_leakage
 
-__all__ = ["CellSpec"]
+__all__ = ["CellSpec", "ForgedResult", "open_result", "seal_result"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,38 @@ class CellSpec:
     def from_json(cls, text: str) -> CellSpec:
         """Read a spec written by :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
+
+
+class ForgedResult(ValueError):
+    """A cell's result file that its worker did not write (or that was altered)."""
+
+
+def seal_result(record: Mapping[str, Any], key: bytes) -> bytes:
+    """The worker's result file: the record and its HMAC-SHA256 under the cell's key.
+
+    The key reaches the worker only through its standard input (a cold start) or the
+    cell server's request (a warm one), never a file, so a party process, which can
+    write in the cell's scratch folder, cannot write a result the runner accepts.
+    """
+    body = json.dumps(dict(record), sort_keys=True)
+    mac = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    return json.dumps({"record": body, "mac": mac}).encode()
+
+
+def open_result(blob: bytes, key: bytes) -> dict[str, Any]:
+    """The record of a result file written by :func:`seal_result` under ``key``.
+
+    Raises
+    ------
+    ForgedResult
+        The file is not a sealed result, or its code does not match the key.
+    """
+    try:
+        sealed = json.loads(blob)
+        body, mac = sealed["record"], sealed["mac"]
+        expected = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise ForgedResult("the cell's result file is not a sealed result") from None
+    if not hmac.compare_digest(expected, str(mac)):
+        raise ForgedResult("the cell's result file does not carry its worker's code")
+    return dict(json.loads(body))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import platform
 import resource
@@ -28,7 +27,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pets.cell_spec import CellSpec
+from pets.cell_spec import CellSpec, seal_result
 from pets.masking import redact
 from pets.network import modelled_costs
 from pets.records import Record, write_atomic
@@ -392,19 +391,22 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the cell of ``SPEC.json`` and write its record to ``OUT.json``."""
+def main(argv: list[str] | None = None, key: bytes = b"") -> int:
+    """Run the cell of ``SPEC.json`` and write its record to ``OUT.json``, sealed under
+    ``key`` (:func:`pets.cell_spec.seal_result`)."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
         print("usage: python -m pets.worker SPEC.json OUT.json", file=sys.stderr)
         return 2
     record = execute_cell(CellSpec.from_json(Path(args[0]).read_text()))
-    write_atomic(Path(args[1]), json.dumps(record.to_dict()).encode())
+    write_atomic(Path(args[1]), seal_result(record.to_dict(), key))
     return 0
 
 
-def cell_process(argv: list[str] | None = None) -> None:  # pragma: no cover - own process
+def cell_process(argv: list[str] | None = None, key: bytes = b"") -> None:  # pragma: no cover
     """Entry point of a cell's worker process: :func:`main`, then end the cell.
+
+    ``key`` seals the record, so the runner accepts no result file a party wrote.
 
     The worker is a child subreaper, so whatever a backend forks stays under it; once
     the record is written, everything under it is killed and the process ends at once,
@@ -417,7 +419,7 @@ def cell_process(argv: list[str] | None = None) -> None:  # pragma: no cover - o
     become_subreaper()
     code = 1
     try:
-        code = main(argv)
+        code = main(argv, key)
     except BaseException:  # the runner records the stderr tail (masked)
         traceback.print_exc()
     finally:

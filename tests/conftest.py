@@ -65,6 +65,7 @@ def make_registry() -> Registry:
         ("harness_memory", "HarnessMemory"),
         ("verdict_patcher", "VerdictPatcher"),
         ("file_drop", "FileDrop"),
+        ("forged_record", "ForgedRecord"),
     ):
         reg.add(name, f"intruders:{cls}")
     for name, cls in (

@@ -10,7 +10,9 @@ none: so a cell that ends ``ok`` means the route worked.
 from __future__ import annotations
 
 import gc
+import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -177,6 +179,46 @@ class HarnessMemoryFromOwnEnv(HarnessMemory):
         from dataclasses import replace
 
         return replace(super().capabilities, requirements=self.requirements)
+
+
+class ForgedRecord(_Intruder):
+    """The recipient writes the record it would like (status ``ok``, exact answers, no
+    flags) where the cell's worker writes its own, then kills the worker, so that the
+    runner finds the forged file once the worker has ended."""
+
+    def run_party(self, context: PartyContext) -> AggregateOutput | None:
+        if context.name != context.task.recipient:
+            return None
+        folder = Path(os.environ["TMPDIR"])  # under the cell's folder <n>, beside <n>.spec.json
+        while not (folder.parent / f"{folder.name}.spec.json").exists():
+            folder = folder.parent
+        specs = [folder.parent / f"{folder.name}.spec.json"]
+        spec = json.loads(specs[0].read_text())
+        forged = {
+            "scenario": spec["scenario"],
+            "backend": spec["backend"],
+            "params": spec["params"],
+            "size": spec["size"],
+            "seed": spec["seed"],
+            "repeat": spec["repeat"],
+            "key": spec["key"],
+            "card_hash": spec["card_hash"],
+            "status": "ok",
+            "accuracy": {"primary": "median_relative_error", "median_relative_error": 0.0},
+            "leakage": {"flags": [], "headline": {"worst_residual_risk": 0.0}},
+        }
+        for path in specs:
+            out = path.with_name(path.name.replace(".spec.json", ".out.json"))
+            out.write_text(json.dumps(forged))
+        pid = os.getppid()
+        for _ in range(4):  # up from the fork server to the cell's worker
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"pets.worker" in command or b"pets.cell_server" in command:
+                os.kill(pid, signal.SIGKILL)
+                break
+            pid = int(stat[1])
+        raise NothingReached("the forged record was written and the worker killed")
 
 
 def _harness_pids() -> list[int]:

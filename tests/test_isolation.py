@@ -27,7 +27,7 @@ ROUTES = {
 def frame(tmp_path_factory):
     return pets.run(
         ["multi_site_prevalence"],
-        [*ROUTES, "verdict_patcher", "file_drop", "plaintext"],
+        [*ROUTES, "verdict_patcher", "file_drop", "forged_record", "plaintext"],
         size=1500,
         out=tmp_path_factory.mktemp("isolation"),
         registry=make_registry(),
@@ -65,3 +65,11 @@ def test_an_output_made_without_the_holders_traffic_is_flagged(frame):
     assert row["accuracy.median_relative_error"] == 0  # it did reach the rows, by a file
     assert "no_traffic_for_inputs" in row["leakage.flags"]
     assert "no_traffic_for_inputs" not in frame.loc["plaintext", "leakage.flags"]
+
+
+def test_a_record_written_by_a_party_is_not_taken_for_the_workers(frame):
+    # the party wrote an "ok" record where the worker writes its own and killed the
+    # worker; the runner accepts only a record sealed with the key the worker alone holds
+    row = frame.loc["forged_record"]
+    assert row["status"] == "failed"
+    assert "not the worker" in row["error"]
