@@ -3,7 +3,6 @@ timeout, a crash's record says what happened (masked). Real processes throughout
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pets
 from pets.cell_process import CellProcess, how_ended
+from pets.cell_spec import seal_result
 from pets.containment import (
     CELL_VARIABLE,
     carrying,
@@ -109,9 +109,11 @@ def test_a_written_result_wins_over_a_late_timeout(tmp_path, scenario_dir):
         status="ok",
         key=cell.key,
     )
+    key = b"k" * 32
+    sealed = seal_result(record.to_dict(), key).decode()
     code = (
         "import os, sys, time\n"
-        f"open({str(out) + '.tmp'!r}, 'w').write({json.dumps(record.to_dict())!r})\n"
+        f"open({str(out) + '.tmp'!r}, 'w').write({sealed!r})\n"
         f"os.replace({str(out) + '.tmp'!r}, {str(out)!r})\n"
         "time.sleep(600)\n"
     )
@@ -127,6 +129,7 @@ def test_a_written_result_wins_over_a_late_timeout(tmp_path, scenario_dir):
         time.monotonic(),
         scratch,
         "no-token",
+        key,
     )
     while not out.exists():
         assert process.poll() is None
