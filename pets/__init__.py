@@ -40,6 +40,7 @@ __all__ = [
 
 __version__ = "0.1.0"
 
+#: Names served on first use, with the module that defines each.
 _LAZY = {
     "Backend": "pets.api",
     "Capabilities": "pets.api",
@@ -55,10 +56,13 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import the module that defines ``name`` on first use."""
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pets' has no attribute {name!r}")
+    """Import the module behind a lazy name on first use and keep the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pets' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 
 def __dir__() -> list[str]:

@@ -5,7 +5,9 @@ Everything a backend needs is here (version :data:`API_VERSION`): the backend co
 typed data, the task's output types, the wire format (:func:`pack`, :func:`unpack`), the
 task helpers backends use (local aggregates, design matrices, query answers), the
 table-release base class and the public column coding. Other modules of ``pets`` may
-change without notice; this one changes only with :data:`API_VERSION`.
+change without notice; this one changes only with :data:`API_VERSION`. Importing it is
+light: the task helpers, output types, wire format and party context (and with them
+pandas, pyarrow and scikit-learn) are imported on first use of one of their names.
 
 A backend is a class whose constructor takes keyword-only parameters and only stores
 them; its :attr:`~Backend.capabilities` say, as data, which task kinds it serves, its
@@ -30,38 +32,11 @@ Examples
 from __future__ import annotations
 
 import enum
+import importlib
 import inspect
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from pets.runtime.context import ChannelError, PartyContext, PartyNetwork
-from pets.tasks import (
-    DERIVED_FEATURES,
-    AggregateOutput,
-    InferenceOutput,
-    LinkageOutput,
-    LogisticModel,
-    PartyRole,
-    QueryOutput,
-    ReleaseOutput,
-    Task,
-    answer_query,
-    answers_from_wire,
-    answers_to_wire,
-    cell_grid,
-    design_matrix,
-    eligible,
-    finish_means,
-    fit_logistic,
-    labels,
-    link_statistics,
-    local_aggregate,
-    public_ranges,
-    select_rows,
-    sums_from_vector,
-)
-from pets.wire import join_frames, pack, split_frames, unpack
 
 if TYPE_CHECKING:
     from pets.backends.release import TableRelease
@@ -71,7 +46,34 @@ if TYPE_CHECKING:
         encode_table,
         public_codings,
     )
+    from pets.runtime.context import ChannelError, PartyContext, PartyNetwork
     from pets.session import Session
+    from pets.tasks import (
+        DERIVED_FEATURES,
+        AggregateOutput,
+        InferenceOutput,
+        LinkageOutput,
+        LogisticModel,
+        PartyRole,
+        QueryOutput,
+        ReleaseOutput,
+        Task,
+        answer_query,
+        answers_from_wire,
+        answers_to_wire,
+        cell_grid,
+        design_matrix,
+        eligible,
+        finish_means,
+        fit_logistic,
+        labels,
+        link_statistics,
+        local_aggregate,
+        public_ranges,
+        select_rows,
+        sums_from_vector,
+    )
+    from pets.wire import join_frames, pack, split_frames, unpack
 
 #: Version of this supplier surface. A backend says which version it was written for with
 #: the class attribute ``Backend.api_version``; records carry it.
@@ -123,23 +125,61 @@ __all__ = [
     "unpack",
 ]
 
-#: Names served lazily (their modules import this one).
-_LAZY = {
+#: Names served on first use, with the module that defines each: the party runtime, the
+#: task kinds and the wire format pull in pandas, pyarrow and scikit-learn, which a
+#: program that only declares a backend (or the ``pets`` command) need not load; the
+#: table-release base class and the column coding import this module.
+_LAZY: dict[str, str] = {
+    **dict.fromkeys(("ChannelError", "PartyContext", "PartyNetwork"), "pets.runtime.context"),
+    **dict.fromkeys(
+        (
+            "DERIVED_FEATURES",
+            "AggregateOutput",
+            "InferenceOutput",
+            "LinkageOutput",
+            "LogisticModel",
+            "PartyRole",
+            "QueryOutput",
+            "ReleaseOutput",
+            "Task",
+            "answer_query",
+            "answers_from_wire",
+            "answers_to_wire",
+            "cell_grid",
+            "design_matrix",
+            "eligible",
+            "finish_means",
+            "fit_logistic",
+            "labels",
+            "link_statistics",
+            "local_aggregate",
+            "public_ranges",
+            "select_rows",
+            "sums_from_vector",
+        ),
+        "pets.tasks",
+    ),
+    **dict.fromkeys(("join_frames", "pack", "split_frames", "unpack"), "pets.wire"),
     "TableRelease": "pets.backends.release",
-    "ColumnCoding": "pets.backends.synth.coding",
-    "public_codings": "pets.backends.synth.coding",
-    "encode_table": "pets.backends.synth.coding",
-    "decode_table": "pets.backends.synth.coding",
+    **dict.fromkeys(
+        ("ColumnCoding", "decode_table", "encode_table", "public_codings"),
+        "pets.backends.synth.coding",
+    ),
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Serve the table-release base class and the column coding on first use."""
-    if name in _LAZY:
-        import importlib
+    """Import the module behind a lazy name on first use and keep the name here."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pets.api' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'pets.api' has no attribute {name!r}")
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 class PetClass(enum.StrEnum):

@@ -6,8 +6,8 @@ folder as ``TMPDIR`` and the cell's token in :data:`pets.containment.CELL_VARIAB
 late timeout) and, once the cell ends for any reason, kills every process of the cell
 (:func:`pets.containment.stop_cell`) and turns what happened into a record: the
 worker's own (sealed with the cell's key, :func:`pets.cell_spec.seal_result`, so a
-result file written by a party process is refused), or one saying how the process ended with the last lines of its standard
-error, masked.
+result file written by a party process is refused), or one saying how the process
+ended with the last lines of its standard error, masked.
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pets.api import API_VERSION
+from pets.cache import CACHE_ENV, cache_dir
 
 __all__ = [
     "CACHE_ENV",
@@ -33,17 +34,8 @@ __all__ = [
     "verdict_key",
 ]
 
-#: Environment variable naming the cache folder.
-CACHE_ENV = "PETS_CACHE"
-
 #: Version of the checks; a verdict from another version is stale.
 KIT_VERSION = 1
-
-
-def cache_dir() -> Path:
-    """The cache folder: ``$PETS_CACHE``, else ``~/.cache/pets-sandbox``."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env) if env else Path.home() / ".cache" / "pets-sandbox"
 
 
 def _module_file(module: str) -> Path | None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from typing import Any
 
 import numpy as np
@@ -40,23 +39,9 @@ from pets.api import Capabilities, Claim, PetClass, Task
 from pets.backends.randomness import OPENDP_NOISE
 from pets.backends.release import TableRelease
 from pets.backends.synth.coding import ColumnCoding, decode_table, encode_table, public_codings
+from pets.backends.synth.jax_setup import import_mbi
 
 __all__ = ["SynthDP", "mst_synthesise"]
-
-
-def _mbi() -> Any:
-    """Import ``mbi`` with JAX on the CPU in 64-bit floats, without its compile cache.
-
-    Called from :meth:`SynthDP.publish`, so JAX is imported only in the custodian's party
-    process, never in the fork server that preloads this module nor in the harness."""
-    os.environ.setdefault("JAX_PLATFORMS", "cpu")
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-    jax.config.update("jax_enable_compilation_cache", False)
-    import mbi
-
-    return mbi
 
 
 class _Forest:
@@ -119,7 +104,7 @@ def mst_synthesise(
         zcdp_compositor,
     )
 
-    mbi = _mbi()
+    mbi = import_mbi()
     names = [c.name for c in codings]
     sizes = {c.name: c.size for c in codings}
     d = len(names)
