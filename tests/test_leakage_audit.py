@@ -17,7 +17,7 @@ from pets.leakage.dp_audit import audit_scores, canary_bound, canary_cap, epsilo
 from pets.leakage.dp_audit.tables import aggregate_design
 
 import dp_leaks
-from conftest import context_for, rerun_for, solve_card
+from conftest import rerun_for, solve_card
 
 pytest.importorskip("opendp")
 
@@ -283,26 +283,3 @@ def test_no_claim_or_no_auditor_means_no_audit(scenario_dir):
     assert result.extra["skipped"] is True and "no rerun oracle" in result.note
     assert dp_audit.attack(replace(context, claim=Claim())) == []
     assert dp_audit.attack(replace(context, attackers=("A0",))) == []
-
-
-def test_a_synthesiser_answering_queries_is_audited_at_full_effort_only(scenario_dir):
-    """A synthesiser answers a query workload by synthesising a whole table, so each
-    audit run is a synthesis: like DP synthesis of a release, it is audited at full
-    effort, and fast effort says so rather than spending 60 syntheses."""
-    from pets.backends.synth.mst import SynthDP
-
-    out, _, _, problem, session = solve_card(
-        SynthDP(epsilon=1.0, seed=1), "tre_queries", scenario_dir, 1000
-    )
-    context = replace(
-        context_for(problem, session, out, lambda: SynthDP(epsilon=1.0, seed=1)),
-        pet_class="synthetic",
-        mode="fast",
-    )
-    (result,) = dp_audit.attack(context)
-    assert result.extra["skipped"] is True
-    assert result.note == "fast effort makes no synthesiser audit runs"
-    assert context.reruns == 0
-    # the same cell as any other DP query backend is audited at fast effort
-    assert EFFORT["fast"].audit_trials >= dp_audit.MIN_TRIALS > EFFORT["fast"].audit_release_trials
-    assert EFFORT["full"].audit_release_trials >= 2

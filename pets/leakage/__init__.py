@@ -186,7 +186,6 @@ def evaluate_leakage(
             rng=np.random.default_rng([seed, 0xA77AC]),
             rerun=rerun,
             mode=mode,
-            pet_class=capabilities.pet_class.value,
         )
         for name, family in attack_families() if families is None else families:
             family_start = time.perf_counter()

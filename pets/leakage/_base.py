@@ -137,10 +137,6 @@ class AttackContext:
     rerun : Rerun or None
         Oracle running the same backend on harness-chosen data; None when the harness
         has none (then attacks that need it say so).
-    mode : str
-        The ``--leakage`` mode the effort comes from.
-    pet_class : str
-        The backend's declared PET class (``"synthetic"`` answers by synthesising).
     """
 
     problem: Problem
@@ -152,7 +148,6 @@ class AttackContext:
     rng: np.random.Generator
     rerun: Rerun | None = None
     mode: str = "fast"
-    pet_class: str = ""
     reruns: int = field(default=0, init=False)
     rerun_seconds: float = field(default=0.0, init=False)
 

@@ -103,8 +103,6 @@ def attack(context: AttackContext) -> list[AttackResult]:
         design = aggregate_design(context.problem, single=delta > 0)
     elif task.kind == "query":
         design = query_design(context.problem)
-        if context.pet_class == "synthetic":  # every run is a whole synthesis
-            runs = context.effort.audit_release_trials
     else:
         from pets.leakage.dp_audit.models import release_design, train_design
 
@@ -118,8 +116,7 @@ def attack(context: AttackContext) -> list[AttackResult]:
     if isinstance(design, str):
         return [_skipped(context, design)]
     if runs < 2:
-        what = "synthesiser" if context.pet_class == "synthetic" else task.kind
-        return [_skipped(context, f"{context.mode} effort makes no {what} audit runs")]
+        return [_skipped(context, f"{context.mode} effort makes no {task.kind} audit runs")]
     return [_run_audit(context, design, runs, delta)]
 
 
