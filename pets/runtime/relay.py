@@ -204,7 +204,8 @@ class Relay:
         return None
 
     def close(self, messages: Iterable[tuple[str, str, float]] = ()) -> list[LinkTraffic]:
-        """Stop relaying; return the traffic of every link that carried bytes.
+        """Stop relaying; return the traffic of every link that carried bytes, in the
+        order of ``order`` (by sender, then receiver).
 
         Parameters
         ----------
@@ -236,7 +237,9 @@ class Relay:
         for (src, dst), depth in causal_depths(events).items():
             if (src, dst) in links:
                 links[(src, dst)].rounds = depth
-        return list(links.values())
+        # card order, not the order the links first carried a byte (which timing decides)
+        rank = {name: i for i, name in enumerate(self.order)}
+        return [links[key] for key in sorted(links, key=lambda k: (rank[k[0]], rank[k[1]]))]
 
 
 def causal_depths(events: Iterable[tuple[float, str, str, float]]) -> dict[tuple[str, str], int]:
