@@ -314,3 +314,27 @@ def test_scan_with_many_patterns_finds_each_at_any_offset(width):
     assert set(planted) <= found
     if width == 8:  # 8-byte chance matches in a megabyte: none
         assert found == set(planted)
+
+
+def test_the_control_is_the_same_test_under_other_labellings():
+    rng = np.random.default_rng(1)
+    labels = np.array([0] * 4 + [1] * 4)
+    drawn = distinguishing.relabellings(labels, 16, rng)
+    splits = {tuple(x) for x in drawn} | {tuple(1 - x) for x in drawn}
+    assert len(drawn) == 16 and len(splits) == 32  # distinct splits, no mirror twice
+    assert tuple(labels) not in splits and all(x.sum() == 4 for x in drawn)
+    assert len(distinguishing.relabellings(labels, 100, rng)) == 34  # every other split
+
+    # a fixed leak: the true labelling is read every time, the others almost never
+    def view(total: float) -> bytes:
+        return rng.bytes(512) + np.float64(total).tobytes() + rng.bytes(64)
+
+    views = [view(4123.25) for _ in range(4)] + [view(4127.5) for _ in range(4)]
+    right = distinguishing.classify_labelled(views, [labels, *drawn])
+    assert right[0] == 8 and right[1:].mean() / 8 < 0.25
+    # two runs in one group that agree by chance somewhere: the control sees the same
+    # chance agreements as the test, so the two scores come from one distribution
+    noise = [rng.bytes(256) for _ in range(8)]
+    noise[1] = noise[0][:100] + noise[1][100:]
+    right = distinguishing.classify_labelled(noise, [labels, *drawn])
+    assert right[0] <= 2 and right[1:].max() <= 2

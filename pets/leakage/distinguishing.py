@@ -21,8 +21,10 @@ its features (and the length of the view, when constant within each input and
 different between them); the left-out view is put with the input it agrees with at
 more of them. A tie (no features, as for ciphertexts and shares that change every
 run) is a failure. The success rate is the share classified right; guessing scores
-one half. The control is the same test on two halves of the runs of input A, which
-nothing can tell apart.
+one half. The control is the same test, on the same views, under other labellings
+with as many views of each label (:data:`CONTROLS` of them, drawn from the cell's
+seed; a permutation test's null), averaged: the share a view's chance agreements
+alone would classify right.
 
 A backend whose claim declares the holders' tables
 (:func:`pets.leakage.intermediates.declares_tables`) is not tested: the two inputs
@@ -47,7 +49,7 @@ import pandas as pd
 from pets.leakage._base import AttackContext, AttackResult, not_applicable, rate_result
 from pets.leakage.intermediates import declares_tables
 
-__all__ = ["attack", "classify", "swapped_inputs", "view_of"]
+__all__ = ["attack", "classify", "classify_labelled", "relabellings", "swapped_inputs", "view_of"]
 
 ATTACK = "transcript_distinguishing"
 ATTACKER = "A2"
@@ -57,6 +59,9 @@ RUNS = {"fast": 4, "full": 12}
 
 #: Rows of each holder in the two inputs.
 ROWS = 200
+
+#: Relabellings of the runs the control averages over.
+CONTROLS = 16
 
 #: Byte offsets compared at once (bounds the memory of long views).
 CHUNK = 1 << 18
@@ -125,32 +130,61 @@ def classify(views_a: list[bytes], views_b: list[bytes]) -> int:
     constant by chance: the sign and exponent bytes of random floats are); the view's
     length is one more feature when constant within each input.
     """
-    views = views_a + views_b
     labels = np.array([0] * len(views_a) + [1] * len(views_b))
+    return int(classify_labelled(views_a + views_b, [labels])[0])
+
+
+def relabellings(labels: np.ndarray, count: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Up to ``count`` distinct labellings of the views with as many of each label as
+    ``labels``, neither ``labels`` nor its mirror image (the two split the views the
+    same way): the control's labellings, under which nothing tells the groups apart."""
+    n, ones = len(labels), int(labels.sum())
+    seen = {tuple(labels), tuple(1 - labels)}
+    found: list[np.ndarray] = []
+    for _ in range(50 * count):  # far more draws than labellings wanted
+        if len(found) == count:
+            break
+        candidate = np.zeros(n, int)
+        candidate[rng.choice(n, ones, replace=False)] = 1
+        if tuple(candidate) in seen:
+            continue
+        seen.update({tuple(candidate), tuple(1 - candidate)})
+        found.append(candidate)
+    return found
+
+
+def classify_labelled(views: list[bytes], labellings: list[np.ndarray]) -> np.ndarray:
+    """For each labelling of ``views`` (0 and 1), how many views, each left out in turn,
+    the others put with their own label (see :func:`classify`); the windows are built
+    once for every labelling."""
+    count = len(views)
     width = min(len(v) for v in views)
     lengths = np.array([len(v) for v in views])
-    votes = np.zeros((len(views), 2), int)
+    votes = np.zeros((len(labellings), count, 2), int)
     for start in range(0, max(width - 3, 0), CHUNK):
         stop = min(start + CHUNK + 3, width)
         block = np.stack([np.frombuffer(v, np.uint8, count=stop, offset=0)[start:] for v in views])
         windows = _windows(block)
-        for i in range(len(views)):
-            keep = np.arange(len(views)) != i
-            a, b = windows[keep & (labels == 0)], windows[keep & (labels == 1)]
-            if len(a) == 0 or len(b) == 0:
-                continue
-            where = (a == a[0]).all(axis=0) & (b == b[0]).all(axis=0) & (a[0] != b[0])
-            votes[i, 0] += int((windows[i, where] == a[0, where]).sum())
-            votes[i, 1] += int((windows[i, where] == b[0, where]).sum())
-    right = 0
-    for i in range(len(views)):
-        keep = np.arange(len(views)) != i
-        la, lb = lengths[keep & (labels == 0)], lengths[keep & (labels == 1)]
-        if len(la) and len(lb) and (la == la[0]).all() and (lb == lb[0]).all() and la[0] != lb[0]:
-            votes[i, 0] += int(lengths[i] == la[0])
-            votes[i, 1] += int(lengths[i] == lb[0])
-        if votes[i, 0] != votes[i, 1]:
-            right += int((votes[i, 1] > votes[i, 0]) == bool(labels[i]))
+        for k, labels in enumerate(labellings):
+            for i in range(count):
+                keep = np.arange(count) != i
+                a, b = windows[keep & (labels == 0)], windows[keep & (labels == 1)]
+                if len(a) == 0 or len(b) == 0:
+                    continue
+                where = (a == a[0]).all(axis=0) & (b == b[0]).all(axis=0) & (a[0] != b[0])
+                votes[k, i, 0] += int((windows[i, where] == a[0, where]).sum())
+                votes[k, i, 1] += int((windows[i, where] == b[0, where]).sum())
+    right = np.zeros(len(labellings), int)
+    for k, labels in enumerate(labellings):
+        for i in range(count):
+            keep = np.arange(count) != i
+            la, lb = lengths[keep & (labels == 0)], lengths[keep & (labels == 1)]
+            separates = len(la) and len(lb) and (la == la[0]).all() and (lb == lb[0]).all()
+            if separates and la[0] != lb[0]:
+                votes[k, i, 0] += int(lengths[i] == la[0])
+                votes[k, i, 1] += int(lengths[i] == lb[0])
+            if votes[k, i, 0] != votes[k, i, 1]:
+                right[k] += int((votes[k, i, 1] > votes[k, i, 0]) == bool(labels[i]))
     return right
 
 
@@ -191,19 +225,22 @@ def attack(context: AttackContext) -> list[AttackResult]:
         if not any(a + b):
             results.append(not_applicable(ATTACK, ATTACKER, o, "this party received nothing"))
             continue
-        half = len(a) // 2
-        control = classify(a[:half], a[half:]) / len(a)
+        labels = np.array([0] * len(a) + [1] * len(b))
+        control_labels = relabellings(labels, CONTROLS, context.rng)
+        right = classify_labelled(a + b, [labels, *control_labels])
+        control = float(np.mean(right[1:])) / len(labels) if control_labels else 0.5
         results.append(
             rate_result(
                 ATTACK,
                 ATTACKER,
                 o,
-                successes=classify(a, b),
+                successes=int(right[0]),
                 trials=len(a) + len(b),
                 baseline=0.5,
                 control=max(control, 0.5),
                 cost_s=cost,
                 runs_per_input=runs,
+                control_labellings=len(control_labels),
                 rows_per_holder=ROWS,
             )
         )
