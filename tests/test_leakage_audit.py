@@ -146,7 +146,11 @@ def test_the_same_cell_gives_the_same_bound_on_two_runs(scenario_dir):
 # -- planted leaks -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", range(5))
+#: Seed 0 in the default suite; the other four with ``-m slow``.
+SEEDS = [0, *(pytest.param(s, marks=pytest.mark.slow) for s in range(1, 5))]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
 def test_a_tenth_of_the_noise_is_caught_in_every_fast_run(scenario_dir, seed):
     backend = dp_leaks.TenthNoise(epsilon=1.0)
     record, leakage = _audit(backend, dp_leaks.TenthNoise, CARD, scenario_dir, 2000, seed=seed)
