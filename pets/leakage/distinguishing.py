@@ -153,6 +153,20 @@ def relabellings(labels: np.ndarray, count: int, rng: np.random.Generator) -> li
     return found
 
 
+class _Agreement:
+    """Where two views' windows agree, each pair of views compared once."""
+
+    def __init__(self, windows: np.ndarray) -> None:
+        self._windows = windows
+        self._pairs: dict[tuple[int, int], np.ndarray] = {}
+
+    def __call__(self, j: int, m: int) -> np.ndarray:
+        key = (min(j, m), max(j, m))
+        if key not in self._pairs:
+            self._pairs[key] = self._windows[key[0]] == self._windows[key[1]]
+        return self._pairs[key]
+
+
 def classify_labelled(views: list[bytes], labellings: list[np.ndarray]) -> np.ndarray:
     """For each labelling of ``views`` (0 and 1), how many views, each left out in turn,
     the others put with their own label (see :func:`classify`); the windows are built
@@ -164,16 +178,24 @@ def classify_labelled(views: list[bytes], labellings: list[np.ndarray]) -> np.nd
     for start in range(0, max(width - 3, 0), CHUNK):
         stop = min(start + CHUNK + 3, width)
         block = np.stack([np.frombuffer(v, np.uint8, count=stop, offset=0)[start:] for v in views])
-        windows = _windows(block)
+        equal = _Agreement(_windows(block))
         for k, labels in enumerate(labellings):
             for i in range(count):
                 keep = np.arange(count) != i
-                a, b = windows[keep & (labels == 0)], windows[keep & (labels == 1)]
-                if len(a) == 0 or len(b) == 0:
+                group_a = np.flatnonzero(keep & (labels == 0))
+                group_b = np.flatnonzero(keep & (labels == 1))
+                if len(group_a) == 0 or len(group_b) == 0:
                     continue
-                where = (a == a[0]).all(axis=0) & (b == b[0]).all(axis=0) & (a[0] != b[0])
-                votes[k, i, 0] += int((windows[i, where] == a[0, where]).sum())
-                votes[k, i, 1] += int((windows[i, where] == b[0, where]).sum())
+                first_a, first_b = int(group_a[0]), int(group_b[0])
+                # constant within each group (every member agrees with its first) and
+                # different between the groups
+                where = ~equal(first_a, first_b)
+                for j in group_a[1:]:
+                    where &= equal(first_a, int(j))
+                for j in group_b[1:]:
+                    where &= equal(first_b, int(j))
+                votes[k, i, 0] += int((where & equal(i, first_a)).sum())
+                votes[k, i, 1] += int((where & equal(i, first_b)).sum())
     right = np.zeros(len(labellings), int)
     for k, labels in enumerate(labellings):
         for i in range(count):
