@@ -514,7 +514,7 @@ def records_frame(records: Iterable[Record]) -> pd.DataFrame:
         row["unseeded_randomness"] = json.dumps(data["unseeded_randomness"])
         row["params"] = json.dumps(data["params"], sort_keys=True)
         for k, v in data["accuracy"].items():
-            row[f"accuracy.{k}"] = v
+            row[f"accuracy.{k}"] = json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
         for k, v in data["cost"].items():
             row[f"cost.{k}"] = json.dumps(v, sort_keys=True) if isinstance(v, dict | list) else v
         leakage = data["leakage"]

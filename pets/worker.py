@@ -357,7 +357,7 @@ def _score(
 ) -> Record:
     """The harness's verdict on a finished run: accuracy, then leakage."""
     from pets.leakage import evaluate_leakage
-    from pets.tasks import TASK_KINDS
+    from pets.tasks import TASK_KINDS, withheld_reasons
 
     kind = TASK_KINDS[scenario.kind]
     if not isinstance(output, kind.output_type):
@@ -370,6 +370,9 @@ def _score(
     try:
         reference = kind.reference(problem)
         accuracy = kind.score(output, reference, problem).to_dict()
+        withheld = withheld_reasons(output, problem)
+        if withheld:
+            accuracy["withheld"] = withheld
     except Exception as exc:
         return failed("failed", f"output could not be scored: {_describe(exc)}", cost=cost)
     leakage = evaluate_leakage(

@@ -19,7 +19,7 @@ and the claims say so.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,14 @@ from pets.tasks import (
 )
 from pets.wire import pack, unpack
 
-__all__ = ["SdcKanon", "SdcRound", "SdcSuppress", "output_checker", "suppress_cells"]
+__all__ = [
+    "SdcKanon",
+    "SdcRound",
+    "SdcSuppress",
+    "output_checker",
+    "suppress_answer",
+    "suppress_cells",
+]
 
 
 def suppress_cells(
@@ -78,6 +85,17 @@ def suppress_cells(
             # the smallest published cell of the group hides the lone one
             withheld.loc[cells[~hidden].idxmin()] = True
     return withheld
+
+
+def suppress_answer(query: Mapping[str, Any], answer: Any, n_rows: int, threshold: int) -> Any:
+    """One query's answer under small-cell suppression: a count, sum or mean over fewer
+    than ``threshold`` patients (``n_rows``) is withheld (None); a histogram's bins
+    under ``threshold`` are withheld (NaN)."""
+    if query["kind"] == "histogram":
+        counts = np.asarray(answer, dtype=float).copy()
+        counts[counts < threshold] = np.nan
+        return counts
+    return None if n_rows < threshold else answer
 
 
 def output_checker(task: Task) -> str:
@@ -207,11 +225,7 @@ class SdcSuppress(Backend):
         return table
 
     def _check(self, query: dict[str, Any], answer: Any, n_rows: int) -> Any:
-        if query["kind"] == "histogram":
-            counts = np.asarray(answer, dtype=float).copy()
-            counts[counts < self.threshold] = np.nan
-            return counts
-        return None if n_rows < self.threshold else answer
+        return suppress_answer(query, answer, n_rows, self.threshold)
 
 
 class SdcRound(Backend):

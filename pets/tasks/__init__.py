@@ -34,6 +34,7 @@ from pets.tasks.query import (
     answer_query,
     answers_from_wire,
     answers_to_wire,
+    withheld_reasons,
 )
 from pets.tasks.release import RELEASE, ReleaseOutput
 from pets.tasks.train import TRAIN, LogisticModel, fit_logistic, labels
@@ -70,6 +71,7 @@ __all__ = [
     "public_ranges",
     "select_rows",
     "sums_from_vector",
+    "withheld_reasons",
 ]
 
 TASK_KINDS = MappingProxyType(

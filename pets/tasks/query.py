@@ -39,6 +39,7 @@ __all__ = [
     "histogram_labels",
     "parse_workload",
     "relative_error",
+    "withheld_reasons",
     "workload_columns",
 ]
 
@@ -272,6 +273,22 @@ def _score(output: QueryOutput, reference: QueryOutput, problem: Problem) -> Acc
     for q, e in zip(queries, errors, strict=True):
         metrics[f"relative_error.{q['id']}"] = e
     return Accuracy(metrics=metrics, primary="median_relative_error", higher_is_better=False)
+
+
+def withheld_reasons(output: Any, problem: Problem) -> dict[str, str]:
+    """What a query output's checker withheld, by query id, with the reason it gave
+    (:attr:`QueryOutput.refused`); empty for other outputs. The reasons are the
+    checker's own words (ACRO's failing checks, a data owner's denial), so they are
+    recorded as text and never scored."""
+    refused = getattr(output, "refused", None)
+    if not isinstance(output, QueryOutput) or not refused:
+        return {}
+    queries = problem.task.params["queries"]
+    return {
+        str(queries[i]["id"]): str(reason)[:300]
+        for i, reason in sorted(refused.items())
+        if isinstance(i, int) and 0 <= i < len(queries)
+    }
 
 
 QUERY = TaskKind(

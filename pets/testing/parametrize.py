@@ -67,7 +67,8 @@ def parametrize_with_checks(backends: Iterable[Any]) -> Callable[[Any], Any]:
     ----------
     backends : iterable
         Backend instances, Backend classes (built with their defaults) or registered
-        names.
+        names. A backend given by name that declares requirements is run under the
+        environment ``pets env sync <name>`` built (docs/environments.md).
 
     Returns
     -------
@@ -77,11 +78,15 @@ def parametrize_with_checks(backends: Iterable[Any]) -> Callable[[Any], Any]:
     """
     import pytest
 
-    resolved = [resolve_backend(item) for item in backends]
+    items = list(backends)
+    resolved = [resolve_backend(item) for item in items]
     toys = Toybox(preload=tuple(dict.fromkeys(type(b).__module__ for b in resolved)))
     pairs, ids = [], []
-    for backend in resolved:
+    for item, backend in zip(items, resolved, strict=True):
+        # a registered name that runs in its own environment gets toy runs there
+        own = isinstance(item, str) and bool(backend.capabilities.requirements)
+        shared = Toybox(preload=(type(backend).__module__,), env_name=item) if own else toys
         for check in CHECKS:
-            pairs.append((backend, BoundCheck(check, toys)))
+            pairs.append((backend, BoundCheck(check, shared)))
             ids.append(f"{_backend_id(backend)}-{check.__name__}")
     return pytest.mark.parametrize(("backend", "check"), pairs, ids=ids)

@@ -1,0 +1,205 @@
+"""The ``syft`` backend: a real PySyft 0.9.5 datasite, offline, in an environment of its
+own (built here by ``pets env sync`` from the package index), reached by the researcher
+only over HTTP through the harness's relay, under each approval policy of the card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import pets
+from pets.backends.acro_backend import Acro
+from pets.backends.syft_backend import Syft, declared_query, mock_of, query_code
+from pets.envs import ENV_CACHE_VARIABLE, MARKER, EnvSpec, env_state, sync_backends
+from pets.scenarios import build_problem, load_scenario
+from pets.tasks import answer_query, select_rows
+from pets.testing import check_backend
+
+from conftest import SCENARIOS, make_registry
+
+SIZE = 10_000
+POLICIES = ("approve_all", "min_cell_size", "acro")
+
+
+@pytest.fixture(scope="session")
+def syft_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The syft backend's environment, built once per session into a fresh cache."""
+    root = tmp_path_factory.mktemp("syft-envs")
+    lines: list[str] = []
+    assert sync_backends(make_registry(), ["syft"], root=root, progress=lines.append) == 0
+    assert any("building" in line for line in lines), lines
+    return root
+
+
+@pytest.fixture(scope="module")
+def records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """tre_queries at its quick size: syft under each policy of the card's sweep, acro
+    with suppression off, and plaintext; by backend label."""
+    out = tmp_path_factory.mktemp("syft-run") / "run"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ENV_CACHE_VARIABLE, str(syft_env))
+        pets.run(
+            ["tre_queries"],
+            ["syft", "acro", "plaintext"],
+            size=SIZE,
+            out=out,
+            params={"suppress": False},
+            scenario_dir=SCENARIOS,
+            progress=False,
+            leakage="off",
+        )
+    found: dict[str, dict] = {}
+    for line in (out / "records.jsonl").read_text().splitlines():
+        record = json.loads(line)
+        label = record["backend"]
+        if label == "syft":
+            label = f"syft[{record['params']['policy']}]"
+        found[label] = record
+    return found
+
+
+@pytest.fixture(scope="module")
+def problem():
+    scenario = load_scenario(SCENARIOS / "tre_queries.toml")
+    return build_problem(scenario, size=SIZE, seed=0)
+
+
+def _errors(record: dict) -> dict[str, float]:
+    accuracy = record["accuracy"]
+    return {k.split(".", 1)[1]: v for k, v in accuracy.items() if k.startswith("relative_error.")}
+
+
+def test_every_policy_ran_in_the_syft_environment(records, syft_env):
+    for policy in POLICIES:
+        record = records[f"syft[{policy}]"]
+        assert record["status"] == "ok", record["error"]
+        assert record["isolation"] == "process"
+        party_env = record["environment"]["party_environment"]
+        assert party_env["packages"]["syft"] == "0.9.5"
+        # the parties ran beside numpy 1.24; the harness kept its own numpy
+        assert party_env["packages"]["numpy"] == "1.24.4"
+        assert record["environment"]["packages"]["numpy"] == np.__version__ != "1.24.4"
+        # the researcher's HTTP traffic crossed the harness's relay and was metered
+        assert record["cost"]["bytes_total"] > 100_000
+
+
+def test_approve_all_answers_equal_plaintext(records):
+    syft, plain = records["syft[approve_all]"], records["plaintext"]
+    assert syft["accuracy"]["fraction_answered"] == 1.0
+    assert set(_errors(syft).values()) == {0.0}
+    assert _errors(syft) == _errors(plain)
+    assert "withheld" not in syft["accuracy"]
+
+
+def test_min_cell_size_withholds_exactly_the_small_cells(records, problem):
+    record = records["syft[min_cell_size]"]
+    frame = problem.party_data["custodian"]
+    small = set()
+    for query in problem.task.params["queries"]:
+        rows = len(select_rows(frame, query.get("filter", "")))
+        answer = answer_query(frame, query)
+        if rows < 10 or (query["kind"] == "histogram" and (np.asarray(answer) < 10).any()):
+            small.add(query["id"])
+    assert small, "the card has a small cell (COPD, 85+, decile 1)"
+    withheld = record["accuracy"]["withheld"]
+    assert set(withheld) == small
+    assert all("fewer than 10 patients" in reason for reason in withheld.values())
+    errors = _errors(record)
+    assert {q for q, e in errors.items() if e == 1.0} == small
+    assert {e for q, e in errors.items() if q not in small} == {0.0}
+    assert record["accuracy"]["fraction_answered"] == pytest.approx(1 - len(small) / 10)
+
+
+def test_the_acro_policy_makes_the_acro_backends_decisions(records):
+    syft, acro = records["syft[acro]"], records["acro"]
+    assert acro["params"]["suppress"] is False
+    assert syft["accuracy"]["withheld"], "ACRO withholds the card's small cell"
+    assert syft["accuracy"]["withheld"] == acro["accuracy"]["withheld"]
+    assert _errors(syft) == pytest.approx(_errors(acro))
+
+
+def test_a_second_sync_is_a_no_op(syft_env):
+    spec = EnvSpec.of("syft", Syft().capabilities.requirements)
+    state = env_state(spec, syft_env)
+    assert state.status == "current"
+    marker = (state.path / MARKER).stat().st_mtime_ns
+    lines: list[str] = []
+    assert sync_backends(make_registry(), ["syft"], root=syft_env, progress=lines.append) == 0
+    assert lines == [f"syft: up to date ({state.path})"]
+    assert (state.path / MARKER).stat().st_mtime_ns == marker
+
+
+def test_without_its_environment_syft_is_unsupported_and_names_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(tmp_path / "empty"))
+    pets.run(
+        ["tre_queries"],
+        ["syft"],
+        size=1_000,
+        out=tmp_path / "run",
+        params={"policy": "approve_all"},
+        scenario_dir=SCENARIOS,
+        progress=False,
+        leakage="off",
+    )
+    (record,) = [
+        json.loads(x) for x in (tmp_path / "run" / "records.jsonl").read_text().splitlines()
+    ]
+    assert record["status"] == "unsupported"
+    assert "`pets env sync syft`" in record["error"]
+
+
+def test_the_mock_holds_nothing_of_the_rows(problem):
+    frame = problem.party_data["custodian"]
+    mock = mock_of(frame)
+    assert list(mock.columns) == list(frame.columns)
+    for column in frame.columns:
+        kinds = {
+            str(d) if str(d) == "category" else d.kind
+            for d in (frame[column].dtype, mock[column].dtype)
+        }
+        assert len(kinds) == 1, column
+    # no identifier of the rows, and categories of its own, not the table's
+    assert not set(mock["nhs_number"]) & set(frame["nhs_number"])
+    assert set(mock["postcode_district"].cat.categories) == set(mock["postcode_district"])
+    # two mocks are two fresh draws, not a function of the rows
+    assert not mock.equals(mock_of(frame))
+
+
+def test_the_researchers_code_computes_what_it_declares(problem):
+    frame = problem.party_data["custodian"]
+    for i, query in enumerate(problem.task.params["queries"]):
+        source = query_code(f"q{i}", query)
+        assert declared_query(source) == dict(query)
+        namespace: dict = {}
+        exec(compile(source, "<test>", "exec"), namespace)
+        np.testing.assert_allclose(
+            np.asarray(namespace[f"q{i}"](frame), dtype=float),
+            np.asarray(answer_query(frame, query), dtype=float),
+        )
+
+
+def test_the_data_owner_denies_code_that_computes_something_else(problem):
+    frame = problem.party_data["custodian"]
+    query = problem.task.params["queries"][0]
+    with pytest.raises(ValueError, match="does not compute the query it declares"):
+        Syft().decide(frame, query, answer_query(frame, query) + 1)
+    assert declared_query("def q(rows):\n    return len(rows)\n") is None
+
+
+def test_policies_and_sizes_are_checked_when_capabilities_are_read():
+    with pytest.raises(ValueError, match="policy must be one of approve_all"):
+        Syft(policy="approve_some").capabilities  # noqa: B018
+    with pytest.raises(ValueError, match="min_cell_size"):
+        Syft(min_cell_size=0).capabilities  # noqa: B018
+    assert isinstance(Syft().acro(), Acro) and Syft().acro().suppress is False
+
+
+def test_syft_passes_the_conformance_kit_in_its_environment(syft_env, monkeypatch):
+    monkeypatch.setenv(ENV_CACHE_VARIABLE, str(syft_env))
+    results = check_backend("syft")
+    failed = [f"{r.check}: {r.message}" for r in results if r.status == "failed"]
+    assert not failed, failed
+    assert sum(r.status == "passed" for r in results) >= len(results) // 2
