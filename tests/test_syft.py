@@ -6,21 +6,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import pets
+from pets.api import UnsupportedTask
 from pets.backends.acro_backend import Acro
-from pets.backends.syft_backend import Syft, declared_query, mock_of, query_code
+from pets.backends.pysyft import Syft, declared, mock_of, query_code
 from pets.envs import ENV_CACHE_VARIABLE, MARKER, EnvSpec, env_state, sync_backends
 from pets.scenarios import build_problem, load_scenario
-from pets.tasks import answer_query, select_rows
+from pets.tasks import answer_query, cell_grid, local_aggregate, select_rows
 from pets.testing import check_backend
 
 from conftest import SCENARIOS, make_registry
 
-SIZE = 10_000
+SIZE = 4_000
 POLICIES = ("approve_all", "min_cell_size", "acro")
 
 
@@ -36,17 +38,18 @@ def syft_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """tre_queries at its quick size: syft under each policy of the card's sweep, acro
-    with suppression off, and plaintext; by backend label."""
+    """tre_queries and multi_site_prevalence: syft under each policy of the cards'
+    sweeps, acro with suppression off, sdc-suppress without secondary suppression, and
+    plaintext; by ``card/backend[policy]``."""
     out = tmp_path_factory.mktemp("syft-run") / "run"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV_CACHE_VARIABLE, str(syft_env))
         pets.run(
-            ["tre_queries"],
-            ["syft", "acro", "plaintext"],
+            ["tre_queries", "multi_site_prevalence"],
+            ["syft", "acro", "sdc-suppress", "plaintext"],
             size=SIZE,
             out=out,
-            params={"suppress": False},
+            params={"suppress": False, "secondary": False},
             scenario_dir=SCENARIOS,
             progress=False,
             leakage="off",
@@ -57,7 +60,7 @@ def records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
         label = record["backend"]
         if label == "syft":
             label = f"syft[{record['params']['policy']}]"
-        found[label] = record
+        found[f"{record['scenario']}/{label}"] = record
     return found
 
 
@@ -73,8 +76,10 @@ def _errors(record: dict) -> dict[str, float]:
 
 
 def test_every_policy_ran_in_the_syft_environment(records, syft_env):
-    for policy in POLICIES:
-        record = records[f"syft[{policy}]"]
+    labels = [f"tre_queries/syft[{p}]" for p in POLICIES]
+    labels += [f"multi_site_prevalence/syft[{p}]" for p in ("approve_all", "min_cell_size")]
+    for label in labels:
+        record = records[label]
         assert record["status"] == "ok", record["error"]
         assert record["isolation"] == "process"
         party_env = record["environment"]["party_environment"]
@@ -87,7 +92,7 @@ def test_every_policy_ran_in_the_syft_environment(records, syft_env):
 
 
 def test_approve_all_answers_equal_plaintext(records):
-    syft, plain = records["syft[approve_all]"], records["plaintext"]
+    syft, plain = records["tre_queries/syft[approve_all]"], records["tre_queries/plaintext"]
     assert syft["accuracy"]["fraction_answered"] == 1.0
     assert set(_errors(syft).values()) == {0.0}
     assert _errors(syft) == _errors(plain)
@@ -95,7 +100,7 @@ def test_approve_all_answers_equal_plaintext(records):
 
 
 def test_min_cell_size_withholds_exactly_the_small_cells(records, problem):
-    record = records["syft[min_cell_size]"]
+    record = records["tre_queries/syft[min_cell_size]"]
     frame = problem.party_data["custodian"]
     small = set()
     for query in problem.task.params["queries"]:
@@ -113,12 +118,46 @@ def test_min_cell_size_withholds_exactly_the_small_cells(records, problem):
     assert record["accuracy"]["fraction_answered"] == pytest.approx(1 - len(small) / 10)
 
 
-def test_the_acro_policy_makes_the_acro_backends_decisions(records):
-    syft, acro = records["syft[acro]"], records["acro"]
-    assert acro["params"]["suppress"] is False
-    assert syft["accuracy"]["withheld"], "ACRO withholds the card's small cell"
-    assert syft["accuracy"]["withheld"] == acro["accuracy"]["withheld"]
-    assert _errors(syft) == pytest.approx(_errors(acro))
+def test_a_datasite_per_nation_gives_plaintexts_table_when_all_is_approved(records):
+    syft = records["multi_site_prevalence/syft[approve_all]"]
+    plain = records["multi_site_prevalence/plaintext"]
+    assert syft["accuracy"]["fraction_released"] == plain["accuracy"]["fraction_released"]
+    assert syft["accuracy"]["max_relative_error"] == pytest.approx(0.0, abs=1e-9)
+    # four nations' datasites and the analyst: one environment, five PySyft processes
+    assert {"england", "wales", "scotland", "northern_ireland", "analyst"} <= set(
+        syft["cost"]["by_party"]
+    )
+
+
+def test_checking_each_site_withholds_every_cell_small_at_any_site(records):
+    record = records["multi_site_prevalence/syft[min_cell_size]"]
+    suppress = records["multi_site_prevalence/sdc-suppress"]
+    scenario = load_scenario(SCENARIOS / "multi_site_prevalence.toml")
+    problem = build_problem(scenario, size=SIZE, seed=record["seed"])
+    group_by = list(problem.task.params["group_by"])
+    grid = cell_grid(problem.task)
+    sites = [
+        local_aggregate(problem.party_data[h], problem.task)["n"]
+        for h in problem.task.parties_with_role("data_holder")
+    ]
+    small_somewhere = np.any([(n > 0) & (n < 10) for n in sites], axis=0)
+    pooled = np.sum(sites, axis=0)
+    # values defined per cell: n, and each mean where the pooled cell has patients
+    means = len(problem.task.params["measures"])
+    defined = 1 + means * (pooled > 0)
+    expected = defined[~small_somewhere].sum() / defined.sum()
+    assert len(grid) == len(pooled) and group_by
+    # a pooled cell is released only if no site had to suppress it, and exactly
+    assert record["accuracy"]["fraction_released"] == pytest.approx(expected)
+    assert record["accuracy"]["max_absolute_error"] == pytest.approx(0.0, abs=1e-9)
+    assert 0 < expected < suppress["accuracy"]["fraction_released"]
+
+
+def test_the_acro_policy_is_for_queries(records):
+    assert "multi_site_prevalence/syft[acro]" not in records  # the card does not sweep it
+    context = SimpleNamespace(task=SimpleNamespace(kind="aggregate"), network=None)
+    with pytest.raises(UnsupportedTask, match="the acro policy decides query outputs"):
+        Syft(policy="acro").run_party(context)
 
 
 def test_a_second_sync_is_a_no_op(syft_env):
@@ -172,7 +211,7 @@ def test_the_researchers_code_computes_what_it_declares(problem):
     frame = problem.party_data["custodian"]
     for i, query in enumerate(problem.task.params["queries"]):
         source = query_code(f"q{i}", query)
-        assert declared_query(source) == dict(query)
+        assert declared(source) == dict(query)
         namespace: dict = {}
         exec(compile(source, "<test>", "exec"), namespace)
         np.testing.assert_allclose(
@@ -186,7 +225,7 @@ def test_the_data_owner_denies_code_that_computes_something_else(problem):
     query = problem.task.params["queries"][0]
     with pytest.raises(ValueError, match="does not compute the query it declares"):
         Syft().decide(frame, query, answer_query(frame, query) + 1)
-    assert declared_query("def q(rows):\n    return len(rows)\n") is None
+    assert declared("def q(rows):\n    return len(rows)\n") is None
 
 
 def test_policies_and_sizes_are_checked_when_capabilities_are_read():
