@@ -338,3 +338,12 @@ def test_the_control_is_the_same_test_under_other_labellings():
     noise[1] = noise[0][:100] + noise[1][100:]
     right = distinguishing.classify_labelled(noise, [labels, *drawn])
     assert right[0] <= 2 and right[1:].max() <= 2
+
+
+def test_text_whose_exponent_overflows_does_not_stop_the_search():
+    """A token like ``0e500`` (a zero written with an exponent past a float's range, as
+    chance makes in a megabyte of HTTP) once raised OverflowError and failed the whole
+    attack; it is skipped, and the real values beside it are still found."""
+    values = np.array([4123.4, 61.2534])
+    view = intermediates._View([b"payload 0e500 and 0.0e-999 then 4123.400000, 61.253400 end"])
+    assert view.found(values).all()

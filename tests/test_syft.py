@@ -9,12 +9,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import pets
 from pets.api import UnsupportedTask
 from pets.backends.acro_backend import Acro
-from pets.backends.pysyft import Syft, declared, mock_of, query_code
+from pets.backends.pysyft import Accountant, Syft, declared, dp_query_code, mock_of, query_code
 from pets.envs import ENV_CACHE_VARIABLE, MARKER, EnvSpec, env_state, sync_backends
 from pets.scenarios import build_problem, load_scenario
 from pets.tasks import answer_query, cell_grid, local_aggregate, select_rows
@@ -54,12 +55,27 @@ def records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
             progress=False,
             leakage="off",
         )
+        # the dp policy at a quarter of the budget per query, beside opendp at the same
+        pets.run(
+            ["tre_queries"],
+            ["syft", "opendp"],
+            size=SIZE,
+            out=out.with_name("dp"),
+            params={"policy": "dp", "epsilon": 1.0, "query_epsilon": 0.25},
+            scenario_dir=SCENARIOS,
+            progress=False,
+            leakage="off",
+        )
     found: dict[str, dict] = {}
-    for line in (out / "records.jsonl").read_text().splitlines():
+    lines = [*(out / "records.jsonl").read_text().splitlines()]
+    lines += (out.with_name("dp") / "records.jsonl").read_text().splitlines()
+    for line in lines:
         record = json.loads(line)
         label = record["backend"]
         if label == "syft":
             label = f"syft[{record['params']['policy']}]"
+        if label == "opendp" and record["params"].get("query_epsilon") != 0.25:
+            continue
         found[f"{record['scenario']}/{label}"] = record
     return found
 
@@ -158,6 +174,47 @@ def test_the_acro_policy_is_for_queries(records):
     context = SimpleNamespace(task=SimpleNamespace(kind="aggregate"), network=None)
     with pytest.raises(UnsupportedTask, match="the acro policy decides query outputs"):
         Syft(policy="acro").run_party(context)
+
+
+def test_the_dp_policy_answers_within_the_budget_as_opendp_does(records):
+    syft, opendp = records["tre_queries/syft[dp]"], records["tre_queries/opendp"]
+    assert syft["leakage"]["claim"]["epsilon"] == 1.0
+    # four queries of 0.25 fit in epsilon 1; the data owner denies the other six
+    assert syft["accuracy"]["fraction_answered"] == opendp["accuracy"]["fraction_answered"] == 0.4
+    withheld = syft["accuracy"]["withheld"]
+    assert len(withheld) == 6
+    assert all("privacy budget (epsilon 1) is spent" in r for r in withheld.values())
+    answered = [e for q, e in _errors(syft).items() if q not in withheld]
+    assert len(answered) == 4 and all(np.isfinite(answered)) and max(answered) > 0  # noisy
+
+
+def _template_review(source: str, budget: float = 1.0) -> str:
+    frame = pd.DataFrame({"t2_diabetes": [0, 1, 1]})
+    ran: list[int] = []
+    reason = Accountant(budget).review(frame, source, lambda: ran.append(1))
+    assert not ran, "a DP request is never run before approval: a run spends budget"
+    return reason
+
+
+def test_the_dp_data_owner_approves_only_its_template_within_the_budget():
+    query = {"id": "q", "kind": "count", "filter": "t2_diabetes == 1"}
+    accountant = Accountant(0.25)
+    frame = pd.DataFrame({"t2_diabetes": [0, 1, 1]})
+    template = dp_query_code("q0", query, 0.1)
+    assert accountant.review(frame, template, lambda: None) == ""
+    assert accountant.review(frame, template, lambda: None) == ""
+    assert "budget (epsilon 0.25) is spent" in accountant.review(frame, template, lambda: None)
+    # a declaration that understates what the code spends
+    louder = template.replace("spec['epsilon'])(rows)", "spec['epsilon'] * 100)(rows)")
+    assert louder != template
+    assert "not the approved DP template" in _template_review(louder)
+    # the exact answer, declared as a DP release
+    exact = template.replace(
+        "    return list(released) if histogram else released[0]", "    return float(len(rows))"
+    )
+    assert "not the approved DP template" in _template_review(exact)
+    # no DP mechanism declared at all
+    assert "declares no release" in _template_review(query_code("q0", query))
 
 
 def test_a_second_sync_is_a_no_op(syft_env):

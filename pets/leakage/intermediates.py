@@ -277,7 +277,10 @@ def text_numbers(tokens: Iterable[bytes]) -> tuple[np.ndarray, np.ndarray, np.nd
         text = token.decode("ascii", "replace").lower()
         mantissa, _, exponent = text.partition("e")
         decimals = len(mantissa.partition(".")[2])
-        half = 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+        try:
+            half = 0.5 * 10.0 ** (int(exponent or 0) - decimals)
+        except OverflowError:  # "0e500": a zero no program writes, and no patient value
+            continue
         rows.append((value, half, _significant(text)))
     if not rows:
         return np.empty(0), np.empty(0), np.empty(0, int)

@@ -6,15 +6,17 @@ kinds), :mod:`.datasite` (PySyft plumbing for the data owner and the researcher)
 PySyft itself is imported only inside the party programs.
 """
 
-from pets.backends.pysyft.backend import POLICIES, REQUIREMENTS, Syft
-from pets.backends.pysyft.code import declared, query_code, site_table, table_code
+from pets.backends.pysyft.backend import POLICIES, REQUIREMENTS, Accountant, Syft
+from pets.backends.pysyft.code import declared, dp_query_code, query_code, site_table, table_code
 from pets.backends.pysyft.datasite import mock_of
 
 __all__ = [
     "POLICIES",
     "REQUIREMENTS",
+    "Accountant",
     "Syft",
     "declared",
+    "dp_query_code",
     "mock_of",
     "query_code",
     "site_table",

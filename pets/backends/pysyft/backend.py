@@ -30,6 +30,7 @@ attacks what the researcher released, from outside; this module computes no scor
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -48,8 +49,17 @@ from pets.api import (
     Task,
     UnsupportedTask,
 )
-from pets.backends.pysyft.code import declared, query_code, site_table, table_code
+from pets.backends.pysyft.code import (
+    DP_MECHANISM,
+    declared,
+    dp_query_code,
+    function_name,
+    query_code,
+    site_table,
+    table_code,
+)
 from pets.backends.pysyft.datasite import connect_all, serve_as_data_owner
+from pets.backends.randomness import OPENDP_NOISE
 from pets.backends.sdc import suppress_answer
 from pets.tasks import (
     answer_query,
@@ -60,12 +70,17 @@ from pets.tasks import (
     select_rows,
 )
 
-__all__ = ["POLICIES", "REQUIREMENTS", "Syft"]
+__all__ = ["POLICIES", "REQUIREMENTS", "Accountant", "Syft"]
 
 #: What the party programs' environment holds besides the party runtime: PySyft 0.9.5
 #: (the last release that runs a datasite offline), what it needs and does not declare
-#: (``sniffio``), its numpy pin, and ACRO for the ``acro`` policy.
-REQUIREMENTS = ("syft==0.9.5", "sniffio", "numpy<=1.24.4", "acro==1.0.2")
+#: (``sniffio``), its numpy pin, ACRO for the ``acro`` policy and OpenDP for ``dp``.
+REQUIREMENTS = ("syft==0.9.5", "sniffio", "numpy<=1.24.4", "acro==1.0.2", "opendp==0.16.*")
+
+#: What every policy lets the researcher see beyond the pooled output: on aggregate
+#: tasks each site's released table (per-cell counts and sums), since each datasite
+#: approves its own output.
+DECLARED_LEAKAGE = ("output", "holders' tables to the researcher")
 
 #: Approval policies the data owner can apply, with what each releases.
 POLICIES = {
@@ -73,6 +88,8 @@ POLICIES = {
     "min_cell_size": "only outputs whose every released cell rests on at least "
     "min_cell_size patients",
     "acro": "only query outputs that pass ACRO's checks (threshold, zeros, nk-dominance, p-ratio)",
+    "dp": "only query outputs released through OpenDP's Laplace measurement, within a "
+    "privacy budget epsilon the data owner accounts",
 }
 
 
@@ -87,6 +104,12 @@ class Syft(Backend):
         Fewest patients an output may rest on under ``min_cell_size``.
     threshold, nk_n, nk_k, p_ratio :
         ACRO's settings under ``acro`` (see :class:`pets.backends.acro_backend.Acro`).
+    epsilon : float
+        Under ``dp``: the privacy budget per patient the data owner grants the
+        researcher for the run, spent by basic sequential composition.
+    query_epsilon : float or None
+        Under ``dp``: what each query spends; None shares ``epsilon`` equally across
+        the workload (requests past the budget are denied).
     """
 
     def __init__(
@@ -98,6 +121,8 @@ class Syft(Backend):
         nk_n: int = 2,
         nk_k: float = 0.9,
         p_ratio: float = 0.1,
+        epsilon: float = 1.0,
+        query_epsilon: float | None = None,
     ) -> None:
         self.policy = policy
         self.min_cell_size = min_cell_size
@@ -105,6 +130,8 @@ class Syft(Backend):
         self.nk_n = nk_n
         self.nk_k = nk_k
         self.p_ratio = p_ratio
+        self.epsilon = epsilon
+        self.query_epsilon = query_epsilon
 
     @property
     def capabilities(self) -> Capabilities:
@@ -116,20 +143,43 @@ class Syft(Backend):
             raise ValueError(
                 f"min_cell_size must be a whole number >= 1, got {self.min_cell_size!r}"
             )
+        if not (isinstance(self.epsilon, int | float) and self.epsilon > 0):
+            raise ValueError(f"epsilon must be > 0, got {self.epsilon!r}")
+        if self.query_epsilon is not None and not self.query_epsilon > 0:
+            raise ValueError(f"query_epsilon must be > 0, got {self.query_epsilon!r}")
+        dp = self.policy == "dp"
+        claim = Claim(
+            security_model=SecurityModel.TRUSTED_THIRD_PARTY,
+            declared_leakage=DECLARED_LEAKAGE,
+            formal=False,
+            notes=f"Heuristic, no formal guarantee. The researcher sees a mock, never the "
+            f"rows; the data owner releases {POLICIES[self.policy]}. Each request is "
+            "judged on its own, so answers that differ by a few patients can each pass; "
+            "on tables the researcher receives each site's table before pooling.",
+        )
+        if dp:
+            claim = Claim(
+                epsilon=float(self.epsilon),
+                delta=0.0,
+                privacy_unit="patient",
+                neighbouring="add-remove",
+                accountant="the data owner's basic sequential composition of the "
+                "approved OpenDP releases",
+                security_model=SecurityModel.TRUSTED_THIRD_PARTY,
+                declared_leakage=DECLARED_LEAKAGE,
+                formal=True,
+                notes="The researcher sees a mock, never the rows; the data owner approves "
+                "only code that is the OpenDP template for its declared query and epsilon, "
+                "and denies requests past the budget. Bounds are public clinical ranges.",
+            )
         return Capabilities(
-            deterministic=True,
+            deterministic=not dp,
             task_kinds=frozenset({"query", "aggregate"}),
             pet_class=PetClass.REMOTE,
             sockets=True,
             requirements=REQUIREMENTS,
-            claim=Claim(
-                security_model=SecurityModel.TRUSTED_THIRD_PARTY,
-                declared_leakage=("output",),
-                formal=False,
-                notes=f"Heuristic, no formal guarantee. The researcher sees a mock, never the "
-                f"rows; the data owner releases {POLICIES[self.policy]}. Each request is "
-                "judged on its own, so answers that differ by a few patients can each pass.",
-            ),
+            claim=claim,
+            unseeded_randomness=(OPENDP_NOISE,) if dp else (),
         )
 
     def acro(self) -> Any:
@@ -159,7 +209,12 @@ class Syft(Backend):
             raise UnsupportedTask("syft needs the harness's sockets")
         holders = self.holders(task)
         if context.name in holders:
-            review = self._review_query if task.kind == "query" else self._review_table
+            if task.kind == "aggregate":
+                review = self._review_table
+            elif self.policy == "dp":
+                review = Accountant(self.epsilon).review
+            else:
+                review = self._review_query
             serve_as_data_owner(
                 context, task.recipient, lambda source, run: review(context.data, source, run)
             )
@@ -261,9 +316,13 @@ class Syft(Backend):
     def _ask_queries(self, context: PartyContext, custodian: str) -> QueryOutput:
         (session,) = connect_all(context, [custodian])
         queries = list(context.task.params["queries"])
+        per_query = self.query_epsilon or self.epsilon / max(len(queries), 1)
         with context.phase("compute"):
             for i, query in enumerate(queries):
-                session.submit(f"q{i}", query_code(f"q{i}", query))
+                if self.policy == "dp":
+                    session.submit(f"q{i}", dp_query_code(f"q{i}", query, per_query))
+                else:
+                    session.submit(f"q{i}", query_code(f"q{i}", query))
             session.done_submitting()
             answers, refused = session.collect()
         out = QueryOutput(answers_from_wire(answers_to_wire(answers)), refused=refused)
@@ -295,6 +354,41 @@ class Syft(Backend):
         if denied:
             context.reveal("denied", denied)
         return out
+
+
+class Accountant:
+    """The data owner's review under the ``dp`` policy: approve only code that is the
+    OpenDP template for the query and epsilon it declares, whose measurement's privacy
+    map (OpenDP's own) is within the declared epsilon, while the budget lasts. The code
+    is not run before approval: every run of a DP release spends budget.
+
+    Parameters
+    ----------
+    budget : float
+        The epsilon per patient granted for the run.
+    """
+
+    def __init__(self, budget: float) -> None:
+        self.budget = float(budget)
+        self.spent = 0.0
+
+    def review(self, frame: pd.DataFrame, source: str, run: Any) -> str:
+        """``""`` to approve the request in ``source``, else why it is denied."""
+        from pets.backends.dp.opendp_backend import query_measurement
+
+        spec, name = declared(source), function_name(source)
+        if spec is None or name is None or spec.get("mechanism") != DP_MECHANISM:
+            return f"the code declares no release through {DP_MECHANISM}"
+        epsilon = float(spec["epsilon"])
+        template = dp_query_code(name, spec["query"], epsilon)
+        if ast.dump(ast.parse(source)) != ast.dump(ast.parse(template)):
+            return "the code is not the approved DP template for what it declares"
+        if not float(query_measurement(spec["query"], epsilon).map(1)) <= epsilon * (1 + 1e-9):
+            return "the measurement's privacy loss exceeds the declared epsilon"
+        if self.spent + epsilon > self.budget * (1 + 1e-9):
+            return f"the privacy budget (epsilon {self.budget:g}) is spent"
+        self.spent += epsilon
+        return ""
 
 
 def on_grid(table: pd.DataFrame, grid: pd.MultiIndex, group_by: Sequence[str]) -> pd.DataFrame:

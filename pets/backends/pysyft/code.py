@@ -17,10 +17,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["DECLARED", "declared", "query_code", "site_table", "table_code"]
+__all__ = [
+    "DECLARED",
+    "DP_MECHANISM",
+    "declared",
+    "dp_query_code",
+    "function_name",
+    "query_code",
+    "site_table",
+    "table_code",
+]
 
 #: The variable a submitted function's first line binds to what it declares.
 DECLARED = "spec"
+#: The one DP mechanism the ``dp`` policy approves: the ``opendp`` backend's own
+#: OpenDP measurement of a workload query (Laplace noise, pure epsilon-DP).
+DP_MECHANISM = "pets.backends.dp.opendp_backend.query_measurement"
 
 
 def query_code(name: str, query: Mapping[str, Any]) -> str:
@@ -48,6 +60,35 @@ def query_code(name: str, query: Mapping[str, Any]) -> str:
             f"    return np.bincount(codes, minlength={query['bins']}).astype(float).tolist()",
         ]
     return "\n".join(body) + "\n"
+
+
+def dp_query_code(name: str, query: Mapping[str, Any], epsilon: float) -> str:
+    """The source of the researcher's function for one workload query released through
+    :data:`DP_MECHANISM` at ``epsilon``: the template the ``dp`` policy approves."""
+    spec = {"query": dict(query), "mechanism": DP_MECHANISM, "epsilon": float(epsilon)}
+    module, function = DP_MECHANISM.rsplit(".", 1)
+    return (
+        "\n".join(
+            [
+                f"def {name}(rows):",
+                f"    {DECLARED} = {spec!r}",
+                f"    from {module} import {function}",
+                f"    released = {function}(spec['query'], spec['epsilon'])(rows)",
+                "    histogram = spec['query']['kind'] == 'histogram'",
+                "    return list(released) if histogram else released[0]",
+            ]
+        )
+        + "\n"
+    )
+
+
+def function_name(source: str) -> str | None:
+    """The name of the one function ``source`` defines, or None."""
+    try:
+        (function,) = ast.parse(source).body
+    except (SyntaxError, ValueError):
+        return None
+    return function.name if isinstance(function, ast.FunctionDef) else None
 
 
 def table_code(
