@@ -31,7 +31,9 @@ attacks what the researcher released, from outside; this module computes no scor
 from __future__ import annotations
 
 import ast
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -201,9 +203,11 @@ class Syft(Backend):
         task = context.task
         if task.kind not in ("query", "aggregate"):
             raise UnsupportedTask(f"syft serves query and aggregate, not {task.kind}")
-        if task.kind == "aggregate" and self.policy == "acro":
+        if task.kind == "aggregate" and self.policy in ("acro", "dp"):
+            instead = "acro" if self.policy == "acro" else "opendp"
             raise UnsupportedTask(
-                "the acro policy decides query outputs; for tables, the acro backend checks them"
+                f"the {self.policy} policy decides query outputs; for tables, the "
+                f"{instead} backend serves them"
             )
         if context.network is None:
             raise UnsupportedTask("syft needs the harness's sockets")
@@ -258,9 +262,6 @@ class Syft(Backend):
             if released is None or np.isnan(np.asarray(released, dtype=float)).any():
                 return f"an output cell rests on fewer than {self.min_cell_size} patients"
             return ""
-        import tempfile
-        from pathlib import Path
-
         with tempfile.TemporaryDirectory(prefix="acro-") as scratch:
             _, refused = self.acro().answer_workload(frame, [dict(query)], Path(scratch))
         return refused.get("0", "")
