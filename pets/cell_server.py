@@ -25,6 +25,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,10 +39,14 @@ __all__ = [
     "ServedProcess",
     "ServerGone",
     "forked_from_server",
+    "preload",
     "serve",
 ]
 
-#: Modules the server imports before forking any cell (never a backend's module).
+#: Modules the server imports before forking any cell (never a backend's module): the
+#: worker's own, the data generators, and the libraries the worker imports only where
+#: it uses them (the light-import rule keeps them out of ``import pets``, so the server
+#: names them here). :func:`preload` also imports every attack family.
 PRELOAD = (
     "pets.worker",
     "pets.api",
@@ -52,6 +57,16 @@ PRELOAD = (
     "pets.tasks",
     "pets.testing.verdicts",
     "pets.registry",
+    "pets.data.cohort",
+    "pets.data.partition",
+    "pets.data.real",
+    "pets.leakage.dp_audit.models",
+    "scipy.stats",
+    "sklearn.datasets",
+    "sklearn.linear_model",
+    "sklearn.metrics",
+    "sklearn.model_selection",
+    "sklearn.preprocessing",
 )
 
 _SERVER = "from pets.cell_server import serve; serve()"
@@ -94,6 +109,9 @@ class CellServer:
         self._buffer = b""
         self._codes: dict[int, int] = {}
         self._ready = False
+        # one request or reply read at a time, for executors that share a server
+        # between threads (a Dask worker with several threads)
+        self._lock = threading.RLock()
 
     @property
     def pid(self) -> int:
@@ -120,6 +138,18 @@ class CellServer:
         ServerGone
             The server ended (it could not import the harness, say) or did not answer.
         """
+        with self._lock:
+            return self._start(spec_path, out_path, stderr_path, scratch, token, key)
+
+    def _start(
+        self,
+        spec_path: Path,
+        out_path: Path,
+        stderr_path: Path,
+        scratch: Path,
+        token: str,
+        key: bytes,
+    ) -> ServedProcess:
         request = {
             "spec": str(spec_path),
             "out": str(out_path),
@@ -160,6 +190,10 @@ class CellServer:
     def code(self, pid: int, timeout_s: float = 0.0) -> int | None:
         """Exit status of a cell's worker (as :attr:`subprocess.Popen.returncode`), or
         None while it runs. A cell whose server died is reported killed (``-9``)."""
+        with self._lock:
+            return self._code(pid, timeout_s)
+
+    def _code(self, pid: int, timeout_s: float) -> int | None:
         deadline = time.monotonic() + timeout_s
         while pid not in self._codes:
             left = deadline - time.monotonic()
@@ -225,16 +259,25 @@ class ServedProcess:
         return self.returncode
 
 
+def preload() -> None:
+    """Import :data:`PRELOAD` and every attack family: what a cell's worker would
+    otherwise import after it was forked, once per cell."""
+    import importlib
+
+    for module in PRELOAD:
+        importlib.import_module(module)
+    from pets.leakage import attack_families
+
+    attack_families()
+
+
 def serve() -> None:  # pragma: no cover - runs in the server process
     """The server's loop: fork a worker per request line on standard input, report
     ``started`` and ``ended`` on standard output; end when standard input closes."""
-    import importlib
-
     from pets.processes import refuse_inspection
 
     refuse_inspection()  # it holds no data, but cells are forked from its memory
-    for module in PRELOAD:
-        importlib.import_module(module)
+    preload()
     requests = os.fdopen(os.dup(0), "rb", buffering=0)
     replies = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)

@@ -55,6 +55,7 @@ def make_registry() -> Registry:
         ("unsupporting", "Unsupporting"),
         ("secretly_plain", "SecretlyPlain"),
         ("local_sums", "LocalSums"),
+        ("global_setter", "GlobalSetter"),
     ):
         reg.add(name, f"misbehaving:{cls}")
     for name, cls in (

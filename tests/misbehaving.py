@@ -325,15 +325,36 @@ class LeavesAThread(Backend):
         import threading
 
         threading.Thread(target=time.sleep, args=(600,), daemon=False).start()
-        total = None
-        for holder in task.parties_with_role("data_holder"):
-            with session.as_party(holder) as me:  # type: ignore[attr-defined]
-                sums = local_aggregate(me.data, task)
-            total = sums if total is None else total + sums
-        with session.as_party(task.recipient):  # type: ignore[attr-defined]
-            out = AggregateOutput(finish_means(total, task))
-            session.reveal(task.recipient, "table", out)  # type: ignore[attr-defined]
-        return out
+        return _pooled_in_process(task, session)
+
+
+def _pooled_in_process(task: Task, session: object) -> AggregateOutput:
+    """The aggregate in the prototyping style: each holder's sums, added, revealed."""
+    total = None
+    for holder in task.parties_with_role("data_holder"):
+        with session.as_party(holder) as me:  # type: ignore[attr-defined]
+            sums = local_aggregate(me.data, task)
+        total = sums if total is None else total + sums
+    with session.as_party(task.recipient):  # type: ignore[attr-defined]
+        out = AggregateOutput(finish_means(total, task))
+        session.reveal(task.recipient, "table", out)  # type: ignore[attr-defined]
+    return out
+
+
+#: What :class:`GlobalSetter` leaves in its module; a later cell must never see it.
+CELLS_SEEN: list[str] = []
+
+
+class GlobalSetter(LeavesAThread):
+    """Prototyping style (runs in the cell's worker): records the cell in a module
+    global and fails if an earlier cell's entry is already there, so a cell that shares
+    a process's memory with an earlier one ends ``failed``."""
+
+    def run(self, task: Task, session: object) -> AggregateOutput:
+        if CELLS_SEEN:
+            raise RuntimeError(f"a module global set by an earlier cell is visible: {CELLS_SEEN}")
+        CELLS_SEEN.append(f"cell in process {__import__('os').getpid()}")
+        return _pooled_in_process(task, session)
 
 
 class PrintsAndCrashes(_Misbehaving):

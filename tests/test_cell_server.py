@@ -43,6 +43,42 @@ def test_warm_and_cold_cells_give_the_same_records(tmp_path, scenario_dir):
     assert set(cold["environment"].map(lambda e: '"cell_start": "cold"' in e)) == {True}
 
 
+def test_cells_forked_from_one_server_share_no_memory(tmp_path, registry, scenario_dir):
+    frame = pets.run(
+        ["multi_site_prevalence"],
+        ["global_setter"],
+        size=300,
+        seeds=3,
+        out=tmp_path / "run",
+        registry=registry,
+        scenario_dir=scenario_dir,
+        leakage="off",
+        jobs=1,
+        progress=False,
+    )
+    assert list(frame["status"]) == ["ok"] * 3, frame["error"].tolist()
+    assert all('"cell_start": "warm"' in e for e in frame["environment"])
+
+
+def test_the_global_setter_fails_when_a_process_is_shared(scenario_dir):
+    # the control for the test above: two runs in one process, and the second fails
+    import pytest
+
+    from pets.scenarios import build_problem, load_scenario
+    from pets.session import Session
+
+    from misbehaving import CELLS_SEEN, GlobalSetter
+
+    problem = build_problem(load_scenario("multi_site_prevalence", scenario_dir), 300, seed=0)
+    CELLS_SEEN.clear()
+    try:
+        GlobalSetter().run(problem.task, Session(problem.task.parties, problem.party_data))
+        with pytest.raises(RuntimeError, match="set by an earlier cell"):
+            GlobalSetter().run(problem.task, Session(problem.task.parties, problem.party_data))
+    finally:
+        CELLS_SEEN.clear()
+
+
 def test_a_script_without_a_main_guard_runs_once(tmp_path, scenario_dir):
     # party processes start from a fork server; multiprocessing would import the
     # caller's script in each of them and run its top level again
@@ -112,3 +148,22 @@ def test_the_cell_spec_round_trips_and_is_checked_once(scenario_dir):
         CellSpec.from_dict({**spec.to_dict(), "sede": 1})
     with pytest.raises(TypeError, match="'size' must be an int"):
         CellSpec.from_dict({**spec.to_dict(), "size": "300"})
+
+
+def test_the_server_preloads_what_cells_use_and_no_backend():
+    # the light-import rule keeps scikit-learn, SciPy and the attacks out of
+    # ``import pets``; the server must still import them once for every cell it forks
+    code = (
+        "import pkgutil, sys; from pets.cell_server import preload; preload(); "
+        "import pets.leakage as l; "
+        "print([m.name for m in pkgutil.walk_packages(l.__path__, 'pets.leakage.') "
+        "if m.name not in sys.modules]); "
+        "print([m for m in ('sklearn.linear_model', 'sklearn.metrics', 'scipy.stats', "
+        "'pets.data.cohort') if m not in sys.modules]); "
+        "print(sorted(m for m in sys.modules if m.startswith('pets.backends') or "
+        "m.split('.')[0] in ('opendp', 'tenseal', 'mpyc', 'phe', 'jax', 'acro', 'diffprivlib')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.splitlines()
+    assert out == ["[]", "[]", "[]"]
