@@ -13,12 +13,14 @@ public bounds; the whole release is (``epsilon``, ``delta``)-DP per patient.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import numpy as np
 
 from pets.api import AggregateOutput, Capabilities, Claim, PartyContext, PetClass, SecurityModel
+
+# importing opendp_ops imports OpenDP, so the fork server the parties come from
+# already holds it: every MPC party samples noise
 from pets.backends.dp.opendp_ops import (
     clamp_means,
     clamped,
@@ -33,11 +35,6 @@ from pets.backends.randomness import OPENDP_NOISE
 from pets.tasks import cell_grid, finish_means, local_aggregate, sums_from_vector
 
 __all__ = ["MpycOpenDP"]
-
-with contextlib.suppress(ImportError):
-    # imported with this module, so the fork server the parties come from already holds
-    # OpenDP: importing it takes over a second, and every MPC party samples noise
-    import opendp.prelude  # noqa: F401
 
 
 class MpycOpenDP(Mpyc):

@@ -22,6 +22,7 @@ Every party runs in its own process:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
@@ -43,6 +44,11 @@ from pets.tasks import DERIVED_FEATURES, design_matrix, labels, public_ranges
 from pets.wire import pack, unpack
 
 __all__ = ["Diffprivlib"]
+
+# Imported with this module when diffprivlib is installed, so the fork server the
+# parties come from holds it (with scikit-learn) for every party.
+with contextlib.suppress(ImportError):
+    import diffprivlib.models  # noqa: F401
 
 _MODES = ("central", "per-trust")
 #: Share of epsilon a holder spends on its count in per-trust mode.

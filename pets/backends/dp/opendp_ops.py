@@ -10,7 +10,9 @@ The transformation runs the statistic on the table; OpenDP samples the noise.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -20,12 +22,20 @@ import pandas as pd
 from pets.api import Task, UnsupportedTask
 from pets.tasks import public_ranges
 
-# Imported with this module when OpenDP is installed, so a fork server that preloads a
-# DP backend's module starts every party process with it loaded.
-with contextlib.suppress(ImportError):
-    import opendp.prelude
+#: OpenDP's modules that ``opendp.prelude`` gathers, without its ``extras`` (which
+#: import scikit-learn, SciPy and Polars: two seconds a process, unused here).
+OPENDP_MODULES = (
+    "opendp.mod",
+    "opendp.domains",
+    "opendp.metrics",
+    "opendp.measures",
+    "opendp.typing",
+    "opendp.accuracy",
+    "opendp.context",
+)
 
 __all__ = [
+    "OPENDP_MODULES",
     "clamp_means",
     "clamped",
     "compositor",
@@ -42,17 +52,37 @@ __all__ = [
 ]
 
 
+@functools.cache
 def opendp() -> Any:
-    """Return ``opendp.prelude`` with the features these backends use enabled.
+    """Return OpenDP's names as ``opendp.prelude`` offers them (``t``, ``m``, ``c`` and
+    the domains, metrics, measures, typing, accuracy and context functions), with the
+    features these backends use enabled, but without the prelude's ``extras``.
 
     ``honest-but-curious`` is needed for the table-to-vector transformations, whose
     stability is stated here from public bounds (a filter or group-by moves one
     patient's row into at most one cell).
     """
-    import opendp.prelude as dp
+    import importlib
 
-    dp.enable_features("contrib", "honest-but-curious")
-    return dp
+    from opendp import combinators, core, measurements, transformations
+
+    names = types.ModuleType("opendp_names", "OpenDP's prelude without its extras")
+    for module in map(importlib.import_module, OPENDP_MODULES):
+        public = getattr(module, "__all__", None)
+        for name in public if public is not None else dir(module):
+            if not name.startswith("_"):
+                setattr(names, name, getattr(module, name))
+    names.as_array, names.new_function = core.as_array, core.new_function
+    names.new_queryable = core.new_queryable
+    names.t, names.m, names.c = transformations, measurements, combinators
+    names.enable_features("contrib", "honest-but-curious")
+    return names
+
+
+# Imported with this module when OpenDP is installed, so a fork server that preloads a
+# DP backend's module starts every party process with it loaded.
+with contextlib.suppress(ImportError):
+    opendp()
 
 
 def _frames(dp: Any) -> Any:
