@@ -22,10 +22,13 @@ and the writer lock work the same whatever the executor.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import shutil
 import sys
+import tempfile
+import threading
 import time
 import uuid
 import warnings
@@ -55,6 +58,7 @@ __all__ = [
     "dask_setup",
     "executor_for",
     "run_cell_task",
+    "worker_cell_server",
 ]
 
 #: Called by an executor with each cell and its record, in the runner's process.
@@ -178,6 +182,7 @@ class DaskExecutor:
                     options.timeout_s,
                     options.memory_mb,
                     stop.name,
+                    options.warm,
                     key=f"pets-cell-{run_id}-{n}",
                     pure=False,
                 )
@@ -325,6 +330,7 @@ def run_cell_task(
     timeout_s: float,
     memory_mb: float | None,
     stop_event: str,
+    warm: bool = True,
 ) -> dict[str, Any]:
     """A Dask task: run one cell in a worker process of its own, return its record.
 
@@ -333,7 +339,8 @@ def run_cell_task(
     cell's processes carry the token ``<this process's id>/<label>`` and use a scratch
     folder named after this process, so :func:`pets.containment.sweep_stale_scratch`
     cleans up after a Dask worker that was killed. The cell's interpreter is this
-    process's own.
+    process's own. With ``warm``, the cell's worker is forked from this Dask worker's
+    own cell server (:func:`worker_cell_server`), else started as a fresh interpreter.
 
     Parameters
     ----------
@@ -346,6 +353,8 @@ def run_cell_task(
     stop_event : str
         Name of a Dask ``Event`` the runner sets when the run ends early: the cell is
         then killed.
+    warm : bool
+        Fork the cell's worker from a warm cell server (``RunOptions.warm``).
 
     Returns
     -------
@@ -360,7 +369,15 @@ def run_cell_task(
     tmp = claim_scratch()
     job = None
     try:
-        job = CellProcess.start(cell, spec, tmp, 1, f"{owner_id()}/{label}", python=sys.executable)
+        job = CellProcess.start(
+            cell,
+            spec,
+            tmp,
+            1,
+            f"{owner_id()}/{label}",
+            python=sys.executable,
+            server=worker_cell_server() if warm else None,
+        )
         checked = time.monotonic()
         while True:
             record = job.poll(timeout_s, memory_mb)
@@ -376,6 +393,35 @@ def run_cell_task(
         if job is not None:
             job.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+_worker_server: CellServer | None = None
+_worker_server_lock = threading.Lock()
+
+
+def worker_cell_server() -> CellServer | None:
+    """This process's warm cell server (:mod:`pets.cell_server`), started by the first
+    cell a Dask worker runs and kept for the next; None if it cannot start (the cell
+    then starts cold).
+
+    The server holds only imported modules: it never reads a card or a patient row, and
+    each cell forked from it runs one cell and ends. Its token is ``<this process's
+    id>-server``, outside every cell's ``<id>/...``, and its ``TMPDIR`` is the system's
+    (it writes nothing; each cell sets its own). It dies with the thread that started
+    it (Linux's parent-death signal), so with the Dask worker; a later cell that finds
+    it gone starts another.
+    """
+    global _worker_server
+    with _worker_server_lock:
+        if _worker_server is None or not _worker_server.alive():
+            environment = worker_environment(Path(tempfile.gettempdir()), f"{owner_id()}-server")
+            try:
+                _worker_server = CellServer(sys.executable, environment)
+            except OSError:
+                _worker_server = None
+            else:
+                atexit.register(_worker_server.close)
+        return _worker_server
 
 
 def _stop_signal(name: str) -> Callable[[], bool]:

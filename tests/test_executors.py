@@ -121,6 +121,9 @@ def test_dask_local_cluster_gives_the_local_executors_records(tmp_path, registry
     for key in local:
         assert _same_outcome(local[key]) == _same_outcome(on_dask[key])
         assert on_dask[key]["isolation"] == "process"
+        # forked from the Dask worker's warm cell server, as local cells are from the run's
+        assert on_dask[key]["environment"]["cell_start"] == "warm"
+        assert local[key]["environment"]["cell_start"] == "warm"
     manifest = ResultStore(tmp_path / "dask").read_manifest()
     assert manifest["options"]["executor"] == "dask"
 
@@ -141,6 +144,8 @@ def test_a_timeout_under_dask_is_recorded_and_leaves_nothing_then_resume_skips_i
     assert "3 s timeout" in record.error
     assert watch.most > 0, "no process of a cell carried the Dask worker's token"
     assert [p for prefix in prefixes for p in carrying(prefix)] == []
+    # the worker's warm cell server outlives the cell (it holds no cell's data or token)
+    assert [p for _, owner in workers.values() for p in carrying(f"{owner}-server")]
     leftover = [
         f
         for _, owner in workers.values()
@@ -196,6 +201,53 @@ def test_a_dask_worker_killed_mid_cell_gives_a_failed_record(
     stale = list(Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}{owner}-*"))
     sweep_stale_scratch()
     assert not any(f.exists() for f in stale)
+
+
+@pytest.mark.filterwarnings("ignore::pets.options.ExecutorWarning")
+def test_dask_cells_forked_from_one_server_share_no_memory(
+    tmp_path, registry, scenario_dir, cluster
+):
+    # the backend sets a module global in the cell's worker and fails if an earlier
+    # cell's is there (tests/test_cell_server.py shows it fails in a shared process);
+    # both cells are forked from the one Dask worker's warm server
+    address, _ = cluster
+    frame = pets.run(
+        ["multi_site_prevalence"],
+        ["global_setter"],
+        size=300,
+        seeds=2,
+        out=tmp_path / "run",
+        registry=registry,
+        scenario_dir=scenario_dir,
+        jobs=1,
+        executor=address,
+        progress=False,
+        leakage="off",
+    )
+    assert list(frame["status"]) == ["ok", "ok"], frame["error"].tolist()
+    assert all('"cell_start": "warm"' in e for e in frame["environment"])
+
+
+@pytest.mark.filterwarnings("ignore::pets.options.ExecutorWarning")
+def test_cold_start_under_dask_starts_a_fresh_interpreter(
+    tmp_path, registry, scenario_dir, cluster
+):
+    address, _ = cluster
+    frame = pets.run(
+        ["multi_site_prevalence"],
+        ["plaintext"],
+        size=300,
+        out=tmp_path / "run",
+        registry=registry,
+        scenario_dir=scenario_dir,
+        executor=address,
+        warm=False,
+        progress=False,
+        leakage="off",
+    )
+    (row,) = frame.to_dict("records")
+    assert row["status"] == "ok"
+    assert '"cell_start": "cold"' in row["environment"]
 
 
 def test_the_runs_own_cluster_admits_only_its_own_clients():
