@@ -1,4 +1,4 @@
-"""The ``pets`` command line: list, check, describe, run, demo, bench, report, env."""
+"""The ``pets`` command line: list, check, describe, party, run, demo, bench, report, env."""
 
 from __future__ import annotations
 
@@ -118,6 +118,26 @@ def _cmd_env(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr if line.startswith("pets:") else sys.stdout, flush=True)
 
     return sync_backends(registry, args.names, progress=progress)
+
+
+def _cmd_party(args: argparse.Namespace) -> int:
+    from pets.registry import Registry
+    from pets.runtime.hosts import run_on_host, summary
+    from pets.scenarios import build_problem, load_scenario
+
+    try:
+        scenario = load_scenario(args.scenario)
+        cls = Registry.from_entry_points().load(args.backend)
+        params = {**scenario.backend_params.get(args.backend, {}), **_params(args.param)}
+        backend = cls(**params)
+        problem = build_problem(scenario, args.size or scenario.data.quick_size, seed=args.seed)
+        party = run_on_host(backend, problem, args.party, args.hosts)
+    except (OptionError, KeyError, TypeError, ValueError, FileNotFoundError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"pets: {message}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary(party, problem, scenario)))
+    return 0
 
 
 def _cmd_describe(args: argparse.Namespace) -> int:
@@ -358,6 +378,24 @@ def _parser() -> argparse.ArgumentParser:
         help="backend parameter to check with (repeatable; default: its defaults)",
     )
     p.set_defaults(func=_cmd_check)
+
+    p = sub.add_parser(
+        "party", help="run one party of a socket backend's cell here, on a host of its own"
+    )
+    p.add_argument("scenario", metavar="SCENARIO", help="scenario id or card path")
+    p.add_argument("--backend", required=True, help="a socket backend (mpyc, mpyc+opendp)")
+    p.add_argument("--party", required=True, help="the party this host runs")
+    p.add_argument(
+        "--hosts",
+        action="append",
+        required=True,
+        metavar="HOST:PORT",
+        help="every party's address in party order (repeatable or comma-separated)",
+    )
+    p.add_argument("--size", type=int, default=None, help="patients (default: quick size)")
+    p.add_argument("--seed", type=int, default=0, help="the cell's seed (default 0)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_cmd_party)
 
     p = sub.add_parser("describe", help="describe a scenario card or a backend")
     p.add_argument("name")
