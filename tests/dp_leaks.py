@@ -2,9 +2,9 @@
 could take, for the DP audit's tests. They are run as a supplier's plugin is: by import
 target (``dp_leaks:TenthNoise``), each party program in its own process.
 
-Every one claims epsilon-DP under add-remove neighbours with delta 0. The data holders
-send exact sums to the aggregator, which adds the noise (central DP), so the noise each
-backend adds is decided in one place.
+Every one claims epsilon-DP under add-remove neighbours (delta 0 unless a test sets
+it). The data holders send exact sums to the aggregator, which adds the noise (central
+DP), so the noise each backend adds is decided in one place.
 """
 
 from __future__ import annotations
@@ -37,10 +37,10 @@ from pets.tasks import (
 from pets.wire import pack, unpack
 
 
-def _claim(epsilon: float, note: str) -> Claim:
+def _claim(epsilon: float, note: str, delta: float = 0.0) -> Claim:
     return Claim(
         epsilon=float(epsilon),
-        delta=0.0,
+        delta=float(delta),
         neighbouring="add-remove",
         accountant=note,
         formal=True,
@@ -58,18 +58,24 @@ class _CentralAggregate(Backend):
         The claimed epsilon.
     seed : int or None
         Seed of the noise (None: fresh noise each run).
+    delta : float
+        The claimed delta (0: pure DP, audited by canary guessing; above 0, by the
+        threshold test on one canary per run).
     """
 
-    def __init__(self, *, epsilon: float = 1.0, seed: int | None = None) -> None:
+    def __init__(
+        self, *, epsilon: float = 1.0, seed: int | None = None, delta: float = 0.0
+    ) -> None:
         self.epsilon = epsilon
         self.seed = seed
+        self.delta = delta
 
     @property
     def capabilities(self) -> Capabilities:
         return Capabilities(
             task_kinds=frozenset({"aggregate"}),
             pet_class=PetClass.DP,
-            claim=_claim(self.epsilon, type(self).__name__),
+            claim=_claim(self.epsilon, type(self).__name__, self.delta),
         )
 
     def shortfall(self, rows: float) -> float:
@@ -122,12 +128,26 @@ class TenthNoise(_CentralAggregate):
         return 0.1
 
 
+class NoNoise(_CentralAggregate):
+    """No noise at all: the exact table under a DP claim."""
+
+    def shortfall(self, rows: float) -> float:
+        return 0.0
+
+
 class SizeAware(_CentralAggregate):
     """The honest noise when the holders hold fewer than ``small`` rows in all (an
     audit's small neighbouring inputs), a tenth of it otherwise."""
 
-    def __init__(self, *, epsilon: float = 1.0, seed: int | None = None, small: int = 1000):
-        super().__init__(epsilon=epsilon, seed=seed)
+    def __init__(
+        self,
+        *,
+        epsilon: float = 1.0,
+        seed: int | None = None,
+        small: int = 1000,
+        delta: float = 0.0,
+    ):
+        super().__init__(epsilon=epsilon, seed=seed, delta=delta)
         self.small = small
 
     def shortfall(self, rows: float) -> float:

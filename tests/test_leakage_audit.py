@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from pets.leakage import EFFORT, AttackContext, dp_audit, evaluate_leakage
-from pets.leakage.dp_audit import audit_scores, canary_bound, canary_cap, epsilon_cap
+from pets.leakage.dp_audit import (
+    audit_scores,
+    canary_bound,
+    canary_cap,
+    epsilon_cap,
+    threshold_bound_at_most,
+)
 from pets.leakage.dp_audit.tables import aggregate_design
 
 import dp_leaks
@@ -287,3 +293,64 @@ def test_no_claim_or_no_auditor_means_no_audit(scenario_dir):
     assert result.extra["skipped"] is True and "no rerun oracle" in result.note
     assert dp_audit.attack(replace(context, claim=Claim())) == []
     assert dp_audit.attack(replace(context, attackers=("A0",))) == []
+
+
+# -- stopping once decided -----------------------------------------------------------------
+
+
+def test_the_threshold_bound_at_most_is_never_below_the_full_audits():
+    # the early stop is honest only if no completion of the runs can beat this limit
+    rng = np.random.default_rng(7)
+    checks = 0
+    for _ in range(400):
+        total = int(rng.integers(8, 61))
+        coins = rng.random(total) < 0.5
+        if min(coins.sum(), (~coins).sum()) < 2:
+            continue
+        columns = int(rng.integers(1, 4))
+        scores = (
+            rng.normal(size=(total, columns)) + np.where(coins, rng.choice([0, 1, 4]), 0)[:, None]
+        )
+        if rng.random() < 0.3:  # ties and withheld values
+            scores = np.round(scores)
+            scores[rng.random(scores.shape) < 0.05] = np.nan
+        delta = float(rng.choice([0.0, 1e-5, 0.05]))
+        final = audit_scores(scores[coins], scores[~coins], delta=delta).epsilon_lower
+        for made in range(0, total + 1, 3):
+            c = coins[:made]
+            at_most = threshold_bound_at_most(
+                scores[:made][c],
+                scores[:made][~c],
+                int(coins.sum()),
+                int((~coins).sum()),
+                delta=delta,
+            )
+            assert final <= at_most + 1e-9, (total, made, final, at_most)
+            checks += 1
+    assert checks > 2000
+
+
+def test_an_honest_delta_claim_stops_early_and_a_leaky_one_runs_every_run(scenario_dir):
+    honest, _ = _audit(
+        dp_leaks.HonestCentral(epsilon=1.0, delta=1e-6),
+        lambda: dp_leaks.HonestCentral(epsilon=1.0, delta=1e-6),
+        CARD,
+        scenario_dir,
+        2000,
+    )
+    planned = EFFORT["fast"].audit_trials
+    assert honest["stopped_early"] is True and honest["claim_contradicted"] is False
+    assert 8 <= honest["runs"] < planned == honest["runs_planned"]
+    assert honest["epsilon_lower"] <= honest["epsilon_lower_at_most"] <= 1.0
+    assert "could not contradict" in honest["note"]
+    # with one canary per run, 60 runs can show epsilon up to about 1.35: an exact
+    # table is caught, and its audit never stops early
+    leaky, _ = _audit(
+        dp_leaks.NoNoise(epsilon=1.0, delta=1e-6),
+        lambda: dp_leaks.NoNoise(epsilon=1.0, delta=1e-6),
+        CARD,
+        scenario_dir,
+        2000,
+    )
+    assert leaky["runs"] == planned and "stopped_early" not in leaky
+    assert leaky["claim_contradicted"] is True

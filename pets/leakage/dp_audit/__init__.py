@@ -24,6 +24,7 @@ bounded by canary guessing, the others by the threshold test on the two worlds.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from typing import Any
@@ -40,6 +41,7 @@ from pets.leakage.dp_audit.bounds import (
     canary_bound,
     canary_cap,
     epsilon_cap,
+    threshold_bound_at_most,
 )
 from pets.leakage.dp_audit.tables import Design, aggregate_design, query_design
 
@@ -56,6 +58,7 @@ __all__ = [
     "canary_bound",
     "canary_cap",
     "epsilon_cap",
+    "threshold_bound_at_most",
 ]
 
 ATTACKER = "A3"
@@ -120,6 +123,18 @@ def attack(context: AttackContext) -> list[AttackResult]:
     return [_run_audit(context, design, runs, delta)]
 
 
+def _at_most(
+    coins: list[np.ndarray], scores: list[np.ndarray], worlds: tuple[int, int], delta: float
+) -> float | None:
+    """The most the full threshold test could still show, or None while a world has
+    fewer than four runs (the test needs them)."""
+    coin = np.concatenate(coins)
+    if min(int(coin.sum()), int((~coin).sum())) < 4:
+        return None
+    score = np.concatenate(scores)
+    return threshold_bound_at_most(score[coin], score[~coin], *worlds, delta=delta)
+
+
 def _skipped(context: AttackContext, note: str, **extra: Any) -> AttackResult:
     return AttackResult(
         attack=ATTACK,
@@ -130,28 +145,49 @@ def _skipped(context: AttackContext, note: str, **extra: Any) -> AttackResult:
     )
 
 
+def _planned_worlds(rng: np.random.Generator, design: Design, runs: int) -> tuple[int, int]:
+    """Runs with the canary in and out, over all ``runs``: the coins the audit will
+    draw, read from a copy of its generator before any run (each draw's problem is
+    dropped at once)."""
+    preview = copy.deepcopy(rng)
+    kept = sum(int(np.asarray(design.draw(preview, index).coins).sum()) for index in range(runs))
+    return kept, runs - kept
+
+
 def _run_audit(context: AttackContext, design: Design, runs: int, delta: float) -> AttackResult:
     start = time.perf_counter()
     rng = audit_rng(context)
+    claimed = float(context.claim.epsilon)
+    # the threshold test (one canary per run) may stop once no outcome of the runs
+    # still to come could contradict the claim: the same decision as all runs give
+    single = delta > 0 and design.canaries_per_run == 1
+    worlds = _planned_worlds(rng, design, runs) if single else None
     coins: list[np.ndarray] = []
     scores: list[np.ndarray] = []
+    at_most = None
     for index in range(runs):
         trial = design.draw(rng, index)
         output, _ = context.run_again(trial.problem)
         coins.append(trial.coins)
         scores.append(np.asarray(trial.score(output), np.float64))
+        if worlds is not None and index + 1 < runs:
+            at_most = _at_most(coins, scores, worlds, delta)
+            if at_most is not None and at_most <= claimed:
+                break
+            at_most = None
+    made = len(coins)
     elapsed = time.perf_counter() - start
     coin = np.concatenate(coins)
     score = np.concatenate(scores)
-    claimed = float(context.claim.epsilon)
     common = {
         "epsilon_claimed": claimed,
         "delta_claimed": delta,
         "confidence": 1.0 - ALPHA,
-        "runs": runs,
+        "runs": made,
+        "runs_planned": runs,
         "canaries": len(coin),
         "canaries_in": int(coin.sum()),
-        "seconds_per_run": round(elapsed / runs, 4),
+        "seconds_per_run": round(elapsed / made, 4),
         "observation": "the recipient's output of runs on the cell's input with canaries "
         "left out by coins",
         **design.extra,
@@ -178,7 +214,7 @@ def _run_audit(context: AttackContext, design: Design, runs: int, delta: float) 
     elif min(int(coin.sum()), int((~coin).sum())) < 4:
         return _skipped(
             context,
-            f"the coins kept {int(coin.sum())} of {runs} runs in: too "
+            f"the coins kept {int(coin.sum())} of {made} runs in: too "
             "few runs in one world for a threshold test",
             **common,
         )
@@ -195,7 +231,16 @@ def _run_audit(context: AttackContext, design: Design, runs: int, delta: float) 
             "held_out_per_world": found.held_out,
         }
     note = ""
-    if cap <= claimed:
+    if at_most is not None and worlds is not None:
+        cap = epsilon_cap(worlds[0] // 2, worlds[1] // 2, delta)  # the planned audit's
+        common["stopped_early"] = True
+        common["epsilon_lower_at_most"] = at_most
+        note = (
+            f"stopped after {made} of {runs} runs: whatever the other {runs - made} gave, "
+            f"the bound could not exceed epsilon {at_most:.2f}, so the full audit could "
+            "not contradict the claim either (epsilon_lower is the bound of the runs made)"
+        )
+    elif cap <= claimed:
         note = (
             f"with {len(coin)} canaries no test can show more than epsilon {cap:.2f}: this "
             "audit cannot contradict the claim, only show leakage up to that level"
@@ -204,7 +249,7 @@ def _run_audit(context: AttackContext, design: Design, runs: int, delta: float) 
         attack=ATTACK,
         attacker=ATTACKER,
         observer=context.problem.task.recipient,
-        trials=runs,
+        trials=made,
         cost_s=elapsed,
         note=note,
         extra={

@@ -44,6 +44,7 @@ __all__ = [
     "canary_bound",
     "canary_cap",
     "epsilon_cap",
+    "threshold_bound_at_most",
 ]
 
 #: One minus the confidence of every bound.
@@ -258,6 +259,83 @@ def audit_scores(
         fpr_high=fpr_high,
         held_out=held,
     )
+
+
+def threshold_bound_at_most(
+    scores_d0: np.ndarray,
+    scores_d1: np.ndarray,
+    runs_d0: int,
+    runs_d1: int,
+    *,
+    delta: float = 0.0,
+    alpha: float = ALPHA,
+) -> float:
+    """The largest bound :func:`audit_scores` could give once each world has all its
+    runs, whatever the scores of the runs still to come.
+
+    Parameters
+    ----------
+    scores_d0, scores_d1 : ndarray
+        ``(runs, statistics)`` of the runs made so far in each world, in run order.
+    runs_d0, runs_d1 : int
+        Runs each world will have in all (the coins are drawn before the runs).
+    delta, alpha
+        As for :func:`audit_scores`.
+
+    Returns
+    -------
+    float
+        An upper limit of the final bound: every run still to come is taken as a held-out
+        run the chosen test gets right, and the test itself (statistic, threshold,
+        direction) as the best for the held-out runs already made, though the final
+        test is chosen on the runs of even position without seeing them. When it is at
+        most the claimed epsilon, no outcome of the remaining runs can contradict the
+        claim, and the audit can stop with the decision the full audit would reach.
+    """
+    from scipy.stats import beta
+
+    made = [np.asarray(x, np.float64) for x in (scores_d0, scores_d1)]
+    sizes = [x.size // max(len(x), 1) for x in made if len(x)]
+    if not sizes:
+        return math.inf
+    statistics = max(sizes)
+    a, b = (
+        np.where(np.isnan(x), -np.inf, x).reshape(-1, statistics)[1::2]
+        if len(x)
+        else np.empty((0, statistics))
+        for x in made
+    )
+    held_a, held_b = runs_d0 // 2, runs_d1 // 2  # odd positions: the held-out runs
+    if held_a < 1 or held_b < 1:
+        return math.inf
+    pending_a, pending_b = held_a - len(a), held_b - len(b)
+    best = -math.inf
+    for column in range(statistics):
+        pooled = np.unique(np.concatenate([a[:, column], b[:, column], [np.inf]]))
+        above_a = len(a) - np.searchsorted(np.sort(a[:, column]), pooled, side="left")
+        above_b = len(b) - np.searchsorted(np.sort(b[:, column]), pooled, side="left")
+        for direction in DIRECTIONS:
+            side, world = direction.split(" says ")
+            hit_a, hit_b = (
+                (above_a, above_b)
+                if side == "above"
+                else (
+                    len(a) - above_a,
+                    len(b) - above_b,
+                )
+            )
+            if world == "D0":
+                hits, n_pos, false, n_neg = hit_a + pending_a, held_a, hit_b, held_b
+            else:
+                hits, n_pos, false, n_neg = hit_b + pending_b, held_b, hit_a, held_a
+            with np.errstate(divide="ignore", invalid="ignore"):
+                low = np.where(hits > 0, beta.ppf(alpha / 2, hits, n_pos - hits + 1), 0.0)
+                high = np.where(
+                    false < n_neg, beta.ppf(1 - alpha / 2, false + 1, n_neg - false), 1.0
+                )
+                eps = np.where(low > delta, np.log(np.maximum(low - delta, 1e-300) / high), -np.inf)
+            best = max(best, float(np.max(eps)))
+    return max(0.0, best)
 
 
 def _as_matrix(scores: np.ndarray) -> np.ndarray:
