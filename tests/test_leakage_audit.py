@@ -16,6 +16,7 @@ from pets.leakage import EFFORT, AttackContext, dp_audit, evaluate_leakage
 from pets.leakage.dp_audit import (
     audit_scores,
     canary_bound,
+    canary_bound_at_most,
     canary_cap,
     epsilon_cap,
     threshold_bound_at_most,
@@ -328,6 +329,28 @@ def test_the_threshold_bound_at_most_is_never_below_the_full_audits():
             assert final <= at_most + 1e-9, (total, made, final, at_most)
             checks += 1
     assert checks > 2000
+
+
+def test_the_canary_bound_at_most_is_never_below_the_full_audits():
+    rng = np.random.default_rng(11)
+    checks = 0
+    for _ in range(500):
+        total, columns = int(rng.integers(2, 200)), int(rng.integers(1, 4))
+        coins = rng.random(total) < 0.5
+        shift = rng.choice([0.0, 0.15, 0.5, 2.5])
+        scores = 0.5 + rng.normal(scale=0.5, size=(total, columns))
+        scores += np.where(coins, shift, -shift)[:, None]
+        if rng.random() < 0.4:  # ties at the boundary and withheld values
+            scores = np.round(scores * 2) / 2
+            scores[rng.random(scores.shape) < 0.1] = np.nan
+        midpoint = float(rng.choice([0.5, 0.0, 1.0]))
+        order = rng.permutation(total)
+        final = canary_bound(coins, scores, midpoint=midpoint, order=order).epsilon_lower
+        for made in range(0, total + 1, max(1, total // 9)):
+            at_most = canary_bound_at_most(coins[:made], scores[:made], total, midpoint=midpoint)
+            assert final <= at_most + 1e-9, (total, made, final, at_most)
+            checks += 1
+    assert checks > 4000
 
 
 def test_an_honest_delta_claim_stops_early_and_a_leaky_one_runs_every_run(scenario_dir):

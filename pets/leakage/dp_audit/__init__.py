@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,10 +36,12 @@ from pets.leakage._base import AttackContext, AttackResult
 from pets.leakage.dp_audit.bounds import (
     ALPHA,
     DIRECTIONS,
+    GUESS_SHARES,
     Audit,
     CanaryAudit,
     audit_scores,
     canary_bound,
+    canary_bound_at_most,
     canary_cap,
     epsilon_cap,
     threshold_bound_at_most,
@@ -56,6 +59,7 @@ __all__ = [
     "audit_rng",
     "audit_scores",
     "canary_bound",
+    "canary_bound_at_most",
     "canary_cap",
     "epsilon_cap",
     "threshold_bound_at_most",
@@ -123,18 +127,6 @@ def attack(context: AttackContext) -> list[AttackResult]:
     return [_run_audit(context, design, runs, delta)]
 
 
-def _at_most(
-    coins: list[np.ndarray], scores: list[np.ndarray], worlds: tuple[int, int], delta: float
-) -> float | None:
-    """The most the full threshold test could still show, or None while a world has
-    fewer than four runs (the test needs them)."""
-    coin = np.concatenate(coins)
-    if min(int(coin.sum()), int((~coin).sum())) < 4:
-        return None
-    score = np.concatenate(scores)
-    return threshold_bound_at_most(score[coin], score[~coin], *worlds, delta=delta)
-
-
 def _skipped(context: AttackContext, note: str, **extra: Any) -> AttackResult:
     return AttackResult(
         attack=ATTACK,
@@ -145,33 +137,65 @@ def _skipped(context: AttackContext, note: str, **extra: Any) -> AttackResult:
     )
 
 
-def _planned_worlds(rng: np.random.Generator, design: Design, runs: int) -> tuple[int, int]:
-    """Runs with the canary in and out, over all ``runs``: the coins the audit will
-    draw, read from a copy of its generator before any run (each draw's problem is
-    dropped at once)."""
+def _planned_coins(rng: np.random.Generator, design: Design, runs: int) -> np.ndarray:
+    """Every coin the audit will draw, in order, read from a copy of its generator
+    before any run (each draw's problem is dropped at once)."""
     preview = copy.deepcopy(rng)
-    kept = sum(int(np.asarray(design.draw(preview, index).coins).sum()) for index in range(runs))
-    return kept, runs - kept
+    return np.concatenate(
+        [np.asarray(design.draw(preview, index).coins, bool) for index in range(runs)]
+    )
+
+
+#: ``limit(coins, scores)``: the most the full audit could still show after the runs
+#: made (None while that cannot be said), and the planned audit's cap.
+StoppingRule = tuple[Callable[[np.ndarray, np.ndarray], "float | None"], float]
+
+
+def _stopping_rule(
+    rng: np.random.Generator, design: Design, runs: int, delta: float
+) -> StoppingRule | None:
+    """The audit's rule for stopping once decided; None when it cannot stop early
+    (canary guessing with a midpoint taken from all runs' scores)."""
+    if delta > 0 and design.canaries_per_run == 1:
+        planned = _planned_coins(rng, design, runs)
+        worlds = int(planned.sum()), int((~planned).sum())
+
+        def threshold_limit(coin: np.ndarray, score: np.ndarray) -> float | None:
+            if min(int(coin.sum()), int((~coin).sum())) < 4:  # the test needs four
+                return None
+            return threshold_bound_at_most(score[coin], score[~coin], *worlds, delta=delta)
+
+        return threshold_limit, epsilon_cap(worlds[0] // 2, worlds[1] // 2, delta)
+    if delta == 0 and design.midpoint is not None:
+        canaries = len(_planned_coins(rng, design, runs))
+        midpoint = float(design.midpoint)
+        shares = sum(int(canaries * share) >= 1 for share in GUESS_SHARES)
+
+        def guessing_limit(coin: np.ndarray, score: np.ndarray) -> float | None:
+            guessed = score[:, : design.guess_statistics]
+            return canary_bound_at_most(coin, guessed, canaries, midpoint=midpoint)
+
+        return guessing_limit, canary_cap(canaries, design.guess_statistics * shares)
+    return None
 
 
 def _run_audit(context: AttackContext, design: Design, runs: int, delta: float) -> AttackResult:
     start = time.perf_counter()
     rng = audit_rng(context)
     claimed = float(context.claim.epsilon)
-    # the threshold test (one canary per run) may stop once no outcome of the runs
-    # still to come could contradict the claim: the same decision as all runs give
-    single = delta > 0 and design.canaries_per_run == 1
-    worlds = _planned_worlds(rng, design, runs) if single else None
+    # the audit stops once no outcome of the runs still to come could contradict the
+    # claim: the decision all runs would give (see the stopping rule)
+    rule = _stopping_rule(rng, design, runs, delta)
     coins: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     at_most = None
     for index in range(runs):
         trial = design.draw(rng, index)
         output, _ = context.run_again(trial.problem)
-        coins.append(trial.coins)
+        coins.append(np.asarray(trial.coins, bool))
         scores.append(np.asarray(trial.score(output), np.float64))
-        if worlds is not None and index + 1 < runs:
-            at_most = _at_most(coins, scores, worlds, delta)
+        if rule is not None and index + 1 < runs:
+            at_most = rule[0](np.concatenate(coins), np.concatenate(scores))
             if at_most is not None and at_most <= claimed:
                 break
             at_most = None
@@ -231,8 +255,8 @@ def _run_audit(context: AttackContext, design: Design, runs: int, delta: float) 
             "held_out_per_world": found.held_out,
         }
     note = ""
-    if at_most is not None and worlds is not None:
-        cap = epsilon_cap(worlds[0] // 2, worlds[1] // 2, delta)  # the planned audit's
+    if at_most is not None and rule is not None:
+        cap = rule[1]  # the planned audit's
         common["stopped_early"] = True
         common["epsilon_lower_at_most"] = at_most
         note = (

@@ -42,6 +42,7 @@ __all__ = [
     "CanaryAudit",
     "audit_scores",
     "canary_bound",
+    "canary_bound_at_most",
     "canary_cap",
     "epsilon_cap",
     "threshold_bound_at_most",
@@ -186,6 +187,64 @@ def canary_bound(
         canaries=count,
         tests=tests,
     )
+
+
+def canary_bound_at_most(
+    coins: np.ndarray,
+    scores: np.ndarray,
+    canaries: int,
+    *,
+    midpoint: float | np.ndarray = 0.5,
+    alpha: float = ALPHA,
+) -> float:
+    """The largest bound :func:`canary_bound` could give once all ``canaries`` are
+    scored, whatever the scores of the canaries still to come.
+
+    Parameters
+    ----------
+    coins, scores : ndarray
+        The canaries scored so far, as for :func:`canary_bound`.
+    canaries : int
+        Canaries in all (the planned runs' canaries).
+    midpoint : float or ndarray
+        The fixed midpoint (a midpoint taken from all runs' scores has no such limit).
+    alpha : float
+        One minus the confidence.
+
+    Returns
+    -------
+    float
+        For each score and share of guesses ``k``, every canary still to come is taken
+        as guessed and right, and the rest of the ``k`` guesses as the farthest canaries
+        scored so far, ties broken in favour of right guesses: an upper limit of the
+        right guesses the final test can have (a right guess more among the farthest
+        never costs more than one of them), hence of the bound.
+    """
+    coins = np.asarray(coins, bool)
+    made = len(coins)
+    columns = np.asarray(scores, np.float64).reshape(made, -1).shape[1] if made else 1
+    x = np.asarray(scores, np.float64).reshape(made, columns)
+    shares = [s for s in GUESS_SHARES if int(canaries * s) >= 1]
+    tests = columns * len(shares)
+    middle = np.broadcast_to(np.asarray(midpoint, np.float64), (columns,))
+    remaining = canaries - made
+    best = 0.0
+    for column in range(columns):
+        score = x[:, column]
+        finite = np.isfinite(score)
+        distance = np.where(finite, np.abs(score - middle[column]), -1.0)
+        right = (finite & (score > middle[column])) == coins
+        # farthest first; among equal distances the right guesses first (the most any
+        # tie-break could give)
+        ranked = np.lexsort((~right, -distance))
+        right_so_far = np.concatenate([[0], np.cumsum(right[ranked])])
+        for share in shares:
+            k = int(canaries * share)
+            future = min(remaining, k)
+            correct = future + int(right_so_far[min(k - future, made)])
+            eps = _logit(clopper_pearson(min(correct, k), k, 2 * alpha / tests)[0])
+            best = max(best, eps)
+    return best
 
 
 def _logit(p: float) -> float:
