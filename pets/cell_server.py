@@ -35,6 +35,7 @@ from pets.processes import die_with_parent
 
 __all__ = [
     "PRELOAD",
+    "PRELOAD_LIBRARIES",
     "CellServer",
     "ServedProcess",
     "ServerGone",
@@ -43,10 +44,7 @@ __all__ = [
     "serve",
 ]
 
-#: Modules the server imports before forking any cell (never a backend's module): the
-#: worker's own, the data generators, and the libraries the worker imports only where
-#: it uses them (the light-import rule keeps them out of ``import pets``, so the server
-#: names them here). :func:`preload` also imports every attack family.
+#: Modules the server imports before forking any cell (never a backend's module).
 PRELOAD = (
     "pets.worker",
     "pets.api",
@@ -57,6 +55,14 @@ PRELOAD = (
     "pets.tasks",
     "pets.testing.verdicts",
     "pets.registry",
+)
+
+#: What a run of several cells also preloads: the data generators and the libraries the
+#: worker imports only where it uses them (the light-import rule keeps them out of
+#: ``import pets``, so they are named here). :func:`preload` adds every attack family.
+#: About 1.8 s once, against about a second in each cell that needs them; a run of one
+#: cell skips it.
+PRELOAD_LIBRARIES = (
     "pets.data.cohort",
     "pets.data.partition",
     "pets.data.real",
@@ -69,7 +75,7 @@ PRELOAD = (
     "sklearn.preprocessing",
 )
 
-_SERVER = "from pets.cell_server import serve; serve()"
+_SERVER = "from pets.cell_server import serve; serve(libraries={libraries})"
 _served = False
 
 
@@ -91,11 +97,14 @@ class CellServer:
         Interpreter of the server (and so of every cell forked from it).
     env : mapping
         The server's environment (a cell adds its ``TMPDIR`` and token to it).
+    libraries : bool
+        Also preload :data:`PRELOAD_LIBRARIES` and the attack families (worth it for a
+        run of several cells).
     """
 
-    def __init__(self, python: str, env: Mapping[str, str]) -> None:
+    def __init__(self, python: str, env: Mapping[str, str], *, libraries: bool = True) -> None:
         self._process = subprocess.Popen(
-            [python, "-c", _SERVER],
+            [python, "-c", _SERVER.format(libraries=bool(libraries))],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -259,25 +268,27 @@ class ServedProcess:
         return self.returncode
 
 
-def preload() -> None:
-    """Import :data:`PRELOAD` and every attack family: what a cell's worker would
-    otherwise import after it was forked, once per cell."""
+def preload(libraries: bool = True) -> None:
+    """Import :data:`PRELOAD` and, with ``libraries``, :data:`PRELOAD_LIBRARIES` and
+    every attack family: what each cell's worker would otherwise import after it was
+    forked."""
     import importlib
 
-    for module in PRELOAD:
+    for module in (*PRELOAD, *(PRELOAD_LIBRARIES if libraries else ())):
         importlib.import_module(module)
-    from pets.leakage import attack_families
+    if libraries:
+        from pets.leakage import attack_families
 
-    attack_families()
+        attack_families()
 
 
-def serve() -> None:  # pragma: no cover - runs in the server process
+def serve(libraries: bool = True) -> None:  # pragma: no cover - runs in the server process
     """The server's loop: fork a worker per request line on standard input, report
     ``started`` and ``ended`` on standard output; end when standard input closes."""
     from pets.processes import refuse_inspection
 
     refuse_inspection()  # it holds no data, but cells are forked from its memory
-    preload()
+    preload(libraries)
     requests = os.fdopen(os.dup(0), "rb", buffering=0)
     replies = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)

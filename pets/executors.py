@@ -97,7 +97,7 @@ class LocalExecutor:
         tmp = claim_scratch()
         owner = owner_id()
         started = 0
-        server = cell_server(tmp, owner, options) if pending else None
+        server = cell_server(tmp, owner, options, libraries=len(pending) > 1) if pending else None
         try:
             while pending or running:
                 while pending and len(running) < max(1, options.jobs):
@@ -130,13 +130,18 @@ class LocalExecutor:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def cell_server(tmp: Path, owner: str, options: RunOptions) -> CellServer | None:
+def cell_server(
+    tmp: Path, owner: str, options: RunOptions, *, libraries: bool = True
+) -> CellServer | None:
     """A run's warm cell server (:mod:`pets.cell_server`), or None (cold starts) when
-    ``options.warm`` is off or the server cannot start."""
+    ``options.warm`` is off or the server cannot start. ``libraries``: preload the
+    libraries cells use too (a run of several cells)."""
     if not options.warm:
         return None
     try:
-        return CellServer(options.python, worker_environment(tmp, f"{owner}/server"))
+        return CellServer(
+            options.python, worker_environment(tmp, f"{owner}/server"), libraries=libraries
+        )
     except OSError:
         return None
 

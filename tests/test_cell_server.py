@@ -167,3 +167,17 @@ def test_the_server_preloads_what_cells_use_and_no_backend():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.splitlines()
     assert out == ["[]", "[]", "[]"]
+
+
+def test_a_one_cell_run_preloads_only_the_harness():
+    # a run of one cell would pay the libraries' import once either way: the server
+    # started for it imports the harness alone, and the cell what it uses
+    code = (
+        "import sys; from pets.cell_server import preload; preload(libraries=False); "
+        "print([m for m in ('sklearn', 'scipy.stats', 'pets.leakage.dp_audit') "
+        "if m in sys.modules])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    ).stdout.strip()
+    assert out == "[]"
