@@ -121,16 +121,19 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 
 def _cmd_party(args: argparse.Namespace) -> int:
+    from pets.options import check_param_keys, check_size
     from pets.registry import Registry
     from pets.runtime.hosts import run_on_host, summary
     from pets.scenarios import build_problem, load_scenario
 
     try:
+        size = check_size(args.size)
         scenario = load_scenario(args.scenario)
         cls = Registry.from_entry_points().load(args.backend)
-        params = {**scenario.backend_params.get(args.backend, {}), **_params(args.param)}
-        backend = cls(**params)
-        problem = build_problem(scenario, args.size or scenario.data.quick_size, seed=args.seed)
+        overrides = _params(args.param)
+        check_param_keys(overrides, {args.backend: set(cls.param_names())})
+        backend = cls(**{**scenario.backend_params.get(args.backend, {}), **overrides})
+        problem = build_problem(scenario, size or scenario.data.quick_size, seed=args.seed)
         party = run_on_host(backend, problem, args.party, args.hosts)
     except (OptionError, KeyError, TypeError, ValueError, FileNotFoundError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc

@@ -88,6 +88,9 @@ def test_the_command_refuses_bad_input_in_one_line(capsys):
         (["--backend", "plaintext", "--party", "england"], "only socket backends"),
         (["--backend", "mpyc", "--party", "nobody"], "'nobody' is not a party"),
         (["--backend", "nosuch", "--party", "england"], "unknown backend 'nosuch'"),
+        (["--backend", "mpyc", "--party", "england", "--size", "0"], "patients >= 100"),
+        (["--backend", "mpyc", "--party", "england", "--param", "treshold=1"], "'threshold'?"),
+        (["--backend", "mpyc+opendp", "--party", "england", "--param", "epsilon=nan"], "epsilon"),
     ):
         assert main(["party", CARD, *args, "--hosts", hosts]) == 2
         err = capsys.readouterr().err
