@@ -351,8 +351,6 @@ def threshold_bound_at_most(
         most the claimed epsilon, no outcome of the remaining runs can contradict the
         claim, and the audit can stop with the decision the full audit would reach.
     """
-    from scipy.stats import beta
-
     made = [np.asarray(x, np.float64) for x in (scores_d0, scores_d1)]
     sizes = [x.size // max(len(x), 1) for x in made if len(x)]
     if not sizes:
@@ -374,25 +372,11 @@ def threshold_bound_at_most(
         above_a = len(a) - np.searchsorted(np.sort(a[:, column]), pooled, side="left")
         above_b = len(b) - np.searchsorted(np.sort(b[:, column]), pooled, side="left")
         for direction in DIRECTIONS:
-            side, world = direction.split(" says ")
-            hit_a, hit_b = (
-                (above_a, above_b)
-                if side == "above"
-                else (
-                    len(a) - above_a,
-                    len(b) - above_b,
-                )
-            )
-            if world == "D0":
-                hits, n_pos, false, n_neg = hit_a + pending_a, held_a, hit_b, held_b
+            hits, false, d0_positive = _test_counts(above_a, above_b, len(a), len(b), direction)
+            if d0_positive:
+                eps = _log_ratios(hits + pending_a, held_a, false, held_b, delta, alpha)
             else:
-                hits, n_pos, false, n_neg = hit_b + pending_b, held_b, hit_a, held_a
-            with np.errstate(divide="ignore", invalid="ignore"):
-                low = np.where(hits > 0, beta.ppf(alpha / 2, hits, n_pos - hits + 1), 0.0)
-                high = np.where(
-                    false < n_neg, beta.ppf(1 - alpha / 2, false + 1, n_neg - false), 1.0
-                )
-                eps = np.where(low > delta, np.log(np.maximum(low - delta, 1e-300) / high), -np.inf)
+                eps = _log_ratios(hits + pending_b, held_b, false, held_a, delta, alpha)
             best = max(best, float(np.max(eps)))
     return max(0.0, best)
 
@@ -409,29 +393,43 @@ def _log_ratio(tpr_low: float, fpr_high: float, delta: float) -> float:
     return math.log((tpr_low - delta) / fpr_high)
 
 
+def _test_counts(
+    above_a: np.ndarray, above_b: np.ndarray, n_a: int, n_b: int, direction: str
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Per threshold, a test's right "positive" calls and its false ones, from the runs
+    of each world at or above it; and whether D0 is the world the test says."""
+    side, world = direction.split(" says ")
+    if side == "below":
+        above_a, above_b = n_a - above_a, n_b - above_b
+    return (above_a, above_b, True) if world == "D0" else (above_b, above_a, False)
+
+
+def _log_ratios(
+    hits: np.ndarray, n_pos: int, false: np.ndarray, n_neg: int, delta: float, alpha: float
+) -> np.ndarray:
+    """``ln((TPR_low - delta) / FPR_high)`` per threshold (Clopper-Pearson at ``alpha``;
+    -inf where TPR_low is not above delta)."""
+    from scipy.stats import beta
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        low = np.where(hits > 0, beta.ppf(alpha / 2, hits, n_pos - hits + 1), 0.0)
+        high = np.where(false < n_neg, beta.ppf(1 - alpha / 2, false + 1, n_neg - false), 1.0)
+        return np.where(low > delta, np.log(np.maximum(low - delta, 1e-300) / high), -np.inf)
+
+
 def _best_threshold(
     a: np.ndarray, b: np.ndarray, direction: str, delta: float, alpha: float
 ) -> tuple[float, float]:
     """The threshold whose Clopper-Pearson bound on these runs is largest."""
-    from scipy.stats import beta
 
     pooled = np.unique(np.concatenate([a, b]))
     thresholds = pooled[np.isfinite(pooled)]
     if not len(thresholds):
         return -math.inf, math.inf
-    a_sorted, b_sorted = np.sort(a), np.sort(b)
-    above_a = len(a) - np.searchsorted(a_sorted, thresholds, side="left")
-    above_b = len(b) - np.searchsorted(b_sorted, thresholds, side="left")
-    side, world = direction.split(" says ")
-    if side == "below":
-        above_a, above_b = len(a) - above_a, len(b) - above_b
-    if world == "D0":
-        hits, n_pos, false, n_neg = above_a, len(a), above_b, len(b)
-    else:
-        hits, n_pos, false, n_neg = above_b, len(b), above_a, len(a)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        low = np.where(hits > 0, beta.ppf(alpha / 2, hits, n_pos - hits + 1), 0.0)
-        high = np.where(false < n_neg, beta.ppf(1 - alpha / 2, false + 1, n_neg - false), 1.0)
-        eps = np.where(low > delta, np.log(np.maximum(low - delta, 1e-300) / high), -np.inf)
+    above_a = len(a) - np.searchsorted(np.sort(a), thresholds, side="left")
+    above_b = len(b) - np.searchsorted(np.sort(b), thresholds, side="left")
+    hits, false, d0_positive = _test_counts(above_a, above_b, len(a), len(b), direction)
+    n_pos, n_neg = (len(a), len(b)) if d0_positive else (len(b), len(a))
+    eps = _log_ratios(hits, n_pos, false, n_neg, delta, alpha)
     i = int(np.argmax(eps))
     return float(eps[i]), float(thresholds[i])
