@@ -148,39 +148,28 @@ class CellServer:
             The server ended (it could not import the harness, say) or did not answer.
         """
         with self._lock:
-            return self._start(spec_path, out_path, stderr_path, scratch, token, key)
-
-    def _start(
-        self,
-        spec_path: Path,
-        out_path: Path,
-        stderr_path: Path,
-        scratch: Path,
-        token: str,
-        key: bytes,
-    ) -> ServedProcess:
-        request = {
-            "spec": str(spec_path),
-            "out": str(out_path),
-            "stderr": str(stderr_path),
-            "scratch": str(scratch),
-            "token": token,
-            "key": key.hex(),  # seals the record; over the pipe, never in a file
-        }
-        try:
-            assert self._process.stdin is not None
-            self._process.stdin.write(json.dumps(request).encode() + b"\n")
-            self._process.stdin.flush()
-        except (BrokenPipeError, OSError) as exc:
-            raise ServerGone(f"the cell server ended: {exc}") from None
-        deadline = time.monotonic() + 120
-        while True:
-            for message in self._pump(max(0.0, deadline - time.monotonic())):
-                if message.get("op") == "started":
-                    self._ready = True
-                    return ServedProcess(self, int(message["pid"]))
-            if time.monotonic() >= deadline or not self.alive():
-                raise ServerGone("the cell server did not start the cell")
+            request = {
+                "spec": str(spec_path),
+                "out": str(out_path),
+                "stderr": str(stderr_path),
+                "scratch": str(scratch),
+                "token": token,
+                "key": key.hex(),  # seals the record; over the pipe, never in a file
+            }
+            try:
+                assert self._process.stdin is not None
+                self._process.stdin.write(json.dumps(request).encode() + b"\n")
+                self._process.stdin.flush()
+            except (BrokenPipeError, OSError) as exc:
+                raise ServerGone(f"the cell server ended: {exc}") from None
+            deadline = time.monotonic() + 120
+            while True:
+                for message in self._pump(max(0.0, deadline - time.monotonic())):
+                    if message.get("op") == "started":
+                        self._ready = True
+                        return ServedProcess(self, int(message["pid"]))
+                if time.monotonic() >= deadline or not self.alive():
+                    raise ServerGone("the cell server did not start the cell")
 
     def close(self) -> None:
         """End the server (its cells, if any still run, die with it)."""
@@ -200,21 +189,18 @@ class CellServer:
         """Exit status of a cell's worker (as :attr:`subprocess.Popen.returncode`), or
         None while it runs. A cell whose server died is reported killed (``-9``)."""
         with self._lock:
-            return self._code(pid, timeout_s)
-
-    def _code(self, pid: int, timeout_s: float) -> int | None:
-        deadline = time.monotonic() + timeout_s
-        while pid not in self._codes:
-            left = deadline - time.monotonic()
-            self._pump(max(0.0, left))
-            if pid in self._codes:
-                break
-            if not self.alive():
-                self._pump(0.0)
-                return self._codes.get(pid, -signal.SIGKILL)
-            if left <= 0:
-                return None
-        return self._codes[pid]
+            deadline = time.monotonic() + timeout_s
+            while pid not in self._codes:
+                left = deadline - time.monotonic()
+                self._pump(max(0.0, left))
+                if pid in self._codes:
+                    break
+                if not self.alive():
+                    self._pump(0.0)
+                    return self._codes.get(pid, -signal.SIGKILL)
+                if left <= 0:
+                    return None
+            return self._codes[pid]
 
     def _pump(self, timeout_s: float) -> list[dict[str, Any]]:
         """Read what the server said (waiting up to ``timeout_s`` for a first line)."""
