@@ -12,6 +12,7 @@ import pets
 from pets.api import AggregateOutput, Backend, Capabilities, PartyContext, PetClass
 from pets.cli import main
 from pets.options import OptionError
+from pets.runtime.context import ChannelError
 from pets.runtime.hosts import parse_hosts, run_on_host
 from pets.runtime.relay import free_ports
 from pets.scenarios import build_problem, load_scenario
@@ -117,5 +118,5 @@ class _Chatty(Backend):
 def test_a_backend_that_needs_the_harness_channel_is_told_so(scenario_dir):
     problem = build_problem(load_scenario(CARD, scenario_dir), 300, seed=0)
     hosts = [f"127.0.0.1:{port}" for port in free_ports(len(ORDER))]
-    with pytest.raises(Exception, match="no harness channel"):
+    with pytest.raises(ChannelError, match="no harness channel"):
         run_on_host(_Chatty(), problem, "england", hosts)
