@@ -286,7 +286,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         scaling_table,
     )
     from pets.bench.suite import default_bench_folder
-    from pets.options import check_count, check_out
+    from pets.options import check_count, check_out, check_size
     from pets.records import StoreError
     from pets.tasks import CardError
 
@@ -296,6 +296,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             check_count("repeats", args.repeats, "repeats")
         if args.backend and not args.scaling:
             raise OptionError("--backend", "applies only with --scaling")
+        if args.size is not None:
+            if args.scaling:
+                raise OptionError("--size", "does not apply with --scaling (the sweep sets sizes)")
+            check_size(args.size)
         out = Path(args.out) if args.out else default_bench_folder()
         if args.scaling:
             if args.only:
@@ -307,7 +311,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             print(scaling_table(fits))
             print("slope 1: cost proportional to patients; near 0: fixed costs dominate")
             return 0
-        settings = BenchSettings.for_mode(quick=args.quick, repeats=args.repeats)
+        settings = BenchSettings.for_mode(
+            quick=args.quick, repeats=args.repeats, cell_size=args.size
+        )
         taken = run_bench(names, settings, check_out(out))
     except (OptionError, ScalingError, CardError, KeyError, StoreError) as exc:
         print(f"pets: {exc}", file=sys.stderr)
@@ -518,6 +524,11 @@ def _parser() -> argparse.ArgumentParser:
         help="take only this measurement (repeatable): " + ", ".join(_BENCH_NAMES),
     )
     p.add_argument("--out", help="bench folder (default results/bench-<timestamp>)")
+    p.add_argument(
+        "--size",
+        type=int,
+        help="patients of each cell run through the harness (default 20,000; quick 2,000)",
+    )
     p.add_argument(
         "--scaling",
         metavar="RUN_FOLDER_OR_CARD",

@@ -7,12 +7,13 @@ import math
 import os
 import platform
 import statistics
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import pets
-from pets.bench import MEASUREMENTS, ScalingError, fit_scaling, read_measurements
+from pets.bench import MEASUREMENTS, BenchSettings, ScalingError, fit_scaling, read_measurements
 from pets.cli import main
 from pets.options import OptionError
 from pets.records import ResultStore
@@ -54,6 +55,26 @@ def test_quick_bench_prints_ratios_and_records_them(tmp_path, capsys, monkeypatc
     assert manifest["kind"] == "bench" and manifest["options"]["only"] == ["cohort_rate"]
 
 
+def test_size_sets_the_harness_cells_and_nothing_else():
+    settings = BenchSettings.for_mode(quick=True, cell_size=1_000_000)
+    assert settings.cell_size == 1_000_000
+    assert settings == replace(BenchSettings.for_mode(quick=True), cell_size=1_000_000)
+    assert BenchSettings.for_mode(quick=False, cell_size=300).cell_size == 300
+    assert BenchSettings.for_mode(quick=False).cell_size == 20_000
+
+
+def test_the_command_passes_size_to_the_run(tmp_path, monkeypatch):
+    import pets.bench
+
+    seen: list[BenchSettings] = []
+    monkeypatch.setattr(
+        pets.bench, "run_bench", lambda names, settings, out: seen.append(settings) or []
+    )
+    argv = ["bench", "--quick", "--only", "secure_vs_pandas", "--size", "1000000"]
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert [s.cell_size for s in seen] == [1_000_000]
+
+
 def test_every_measurement_is_offered_by_the_command(capsys):
     with pytest.raises(SystemExit) as info:
         main(["bench", "--help"])
@@ -73,6 +94,11 @@ def test_every_measurement_is_offered_by_the_command(capsys):
         (["bench", "--scaling", "no/such/place"], "neither a run folder nor a scenario card"),
         (["bench", "--scaling", CARD], "field 'data.sizes' is missing"),
         (["bench", "--scaling", CARD, "--only", "cohort_rate"], "--only: does not apply"),
+        (
+            ["bench", "--size", "50"],
+            "--size (size): must be a whole number of patients >= 100, got 50",
+        ),
+        (["bench", "--scaling", CARD, "--size", "1000"], "--size: does not apply"),
         (["run", CARD, "--sizes", "1000,500"], "500 is out of order"),
         (["run", CARD, "--sizes", "1000,1000"], "1000 is repeated"),
         (["run", CARD, "--sizes", "1000,x"], "argument --sizes: takes whole numbers"),

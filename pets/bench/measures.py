@@ -271,11 +271,16 @@ class BenchSettings:
     he_values: int = 128
 
     @classmethod
-    def for_mode(cls, *, quick: bool, repeats: int | None = None) -> BenchSettings:
-        """The settings of ``--quick`` or of the default run, ``repeats`` if given."""
+    def for_mode(
+        cls, *, quick: bool, repeats: int | None = None, cell_size: int | None = None
+    ) -> BenchSettings:
+        """The settings of ``--quick`` or of the default run, ``repeats`` and the
+        harness cells' ``cell_size`` if given."""
         if quick:
-            return cls(True, repeats or 2, cell_size=2_000, cohort_size=100_000, he_values=64)
-        return cls(False, repeats or 5)
+            return cls(
+                True, repeats or 2, cell_size=cell_size or 2_000, cohort_size=100_000, he_values=64
+            )
+        return cls(False, repeats or 5, cell_size=cell_size or 20_000)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready data (kept in the manifest)."""
