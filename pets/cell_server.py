@@ -2,8 +2,9 @@
 
 Starting a cell's worker with a fresh interpreter costs about a second of imports
 (pandas, scikit-learn, SciPy, the leakage attacks) before the cell does any work. A
-:class:`CellServer` is a process the runner starts once per run: it imports the
-worker's modules, then waits. For each cell it forks a child that becomes the cell's
+:class:`CellServer` is a process the runner starts once (and, from a long-lived thread,
+keeps for its next runs: :func:`kept_server`): it imports the worker's modules, then
+waits. For each cell it forks a child that becomes the cell's
 worker (``pets.worker.cell_process``), exactly as a cold start would: in a session of
 its own, with the cell's scratch folder as ``TMPDIR``, the cell's token in
 :data:`pets.containment.CELL_VARIABLE`, its standard error in the cell's file, killed
@@ -12,12 +13,14 @@ backend, and each child runs one cell and ends, so nothing passes from one cell 
 next. The server reports each child's exit status, so a crash is recorded the way a
 cold worker's is.
 
-The server's own environment carries the token ``<runner>/server``; processes a cell
-starts carry the cell's token, which the child sets before it starts any.
+The server's own environment carries the token ``<runner>/server`` (a kept server's:
+``<runner>-server``, outside every run's ``<runner>/...``); processes a cell starts
+carry the cell's token, which the child sets before it starts any.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -40,6 +43,7 @@ __all__ = [
     "ServedProcess",
     "ServerGone",
     "forked_from_server",
+    "kept_server",
     "preload",
     "serve",
 ]
@@ -252,6 +256,50 @@ class ServedProcess:
         if self.returncode is None:
             raise subprocess.TimeoutExpired(f"cell worker {self.pid}", limit)
         return self.returncode
+
+
+#: The servers :func:`kept_server` keeps, by interpreter: (environment, libraries, server).
+_kept: dict[str, tuple[tuple[tuple[str, str], ...], bool, CellServer]] = {}
+_kept_lock = threading.Lock()
+
+
+def kept_server(python: str, env: Mapping[str, str], *, libraries: bool = True) -> CellServer:
+    """The cell server this process keeps for ``python`` from one run to the next.
+
+    A server holds imported modules only (no card, row, record or backend), and every
+    cell is a fresh fork of it, so runs may share it as cells of one run do. It is
+    kept while it lives and is asked for with the same environment; a run that wants
+    ``libraries`` preloaded replaces one started without them. Another environment (a
+    variable set since, another import path) replaces it, so a cell never inherits a
+    stale environment. Kept servers are closed when this process exits, and die with
+    the thread that started them (Linux's parent-death signal): only threads that live
+    as long as the process (the main thread, a Dask worker's threads) should ask.
+
+    Raises
+    ------
+    OSError
+        The server could not be started.
+    """
+    key = tuple(sorted(env.items()))
+    with _kept_lock:
+        held = _kept.pop(python, None)
+        if held is not None:
+            held_key, held_libraries, server = held
+            if server.alive() and held_key == key and (held_libraries or not libraries):
+                _kept[python] = held
+                return server
+            server.close()
+        server = CellServer(python, env, libraries=libraries)
+        _kept[python] = (key, libraries, server)
+        return server
+
+
+@atexit.register
+def _close_kept() -> None:
+    with _kept_lock:
+        for _, _, server in _kept.values():
+            server.close()
+        _kept.clear()
 
 
 def preload(libraries: bool = True) -> None:

@@ -22,7 +22,6 @@ and the writer lock work the same whatever the executor.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime as dt
 import shutil
@@ -38,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pets.cell_process import CellProcess, worker_environment
-from pets.cell_server import CellServer
+from pets.cell_server import CellServer, kept_server
 from pets.cell_spec import CellSpec
 from pets.containment import claim_scratch, owner_id, sweep_stale_scratch
 from pets.masking import redact
@@ -57,6 +56,7 @@ __all__ = [
     "cell_from_spec",
     "dask_setup",
     "executor_for",
+    "kept_cell_server",
     "run_cell_task",
     "worker_cell_server",
 ]
@@ -97,7 +97,13 @@ class LocalExecutor:
         tmp = claim_scratch()
         owner = owner_id()
         started = 0
-        server = cell_server(tmp, owner, options, libraries=len(pending) > 1) if pending else None
+        # the main thread outlives every run: it keeps its server for the next run
+        kept = threading.current_thread() is threading.main_thread()
+        server = (
+            cell_server(tmp, owner, options, libraries=len(pending) > 1, kept=kept)
+            if pending
+            else None
+        )
         try:
             while pending or running:
                 while pending and len(running) < max(1, options.jobs):
@@ -125,23 +131,45 @@ class LocalExecutor:
         finally:
             for job in running:
                 job.kill()
-            if server is not None:
+            if server is not None and not kept:
                 server.close()
             shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cell_server(
-    tmp: Path, owner: str, options: RunOptions, *, libraries: bool = True
+    tmp: Path, owner: str, options: RunOptions, *, libraries: bool = True, kept: bool = False
 ) -> CellServer | None:
     """A run's warm cell server (:mod:`pets.cell_server`), or None (cold starts) when
     ``options.warm`` is off or the server cannot start. ``libraries``: preload the
-    libraries cells use too (a run of several cells)."""
+    libraries cells use too (a run of several cells). ``kept``: the server this process
+    keeps between runs (:func:`kept_cell_server`), else one for this run alone, with
+    ``tmp`` as its ``TMPDIR``."""
     if not options.warm:
         return None
+    if kept:
+        return kept_cell_server(options.python, libraries=libraries)
     try:
         return CellServer(
             options.python, worker_environment(tmp, f"{owner}/server"), libraries=libraries
         )
+    except OSError:
+        return None
+
+
+def kept_cell_server(python: str, *, libraries: bool = True) -> CellServer | None:
+    """The cell server this process keeps between runs (:func:`pets.cell_server.kept_server`),
+    or None if it cannot start (cells then start cold).
+
+    The local executor's runs from the main thread, and each Dask worker process, use
+    it: a notebook's second run, or a worker's second cell, starts warm at once. The
+    server holds only imported modules: it never reads a card or a patient row, and each
+    cell forked from it runs one cell and ends. Its token is ``<this process's
+    id>-server``, outside every cell's ``<id>/...``, and its ``TMPDIR`` is the system's
+    (it writes nothing; each cell sets its own).
+    """
+    environment = worker_environment(Path(tempfile.gettempdir()), f"{owner_id()}-server")
+    try:
+        return kept_server(python, environment, libraries=libraries)
     except OSError:
         return None
 
@@ -400,33 +428,11 @@ def run_cell_task(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-_worker_server: CellServer | None = None
-_worker_server_lock = threading.Lock()
-
-
 def worker_cell_server() -> CellServer | None:
-    """This process's warm cell server (:mod:`pets.cell_server`), started by the first
-    cell a Dask worker runs and kept for the next; None if it cannot start (the cell
-    then starts cold).
-
-    The server holds only imported modules: it never reads a card or a patient row, and
-    each cell forked from it runs one cell and ends. Its token is ``<this process's
-    id>-server``, outside every cell's ``<id>/...``, and its ``TMPDIR`` is the system's
-    (it writes nothing; each cell sets its own). It dies with the thread that started
-    it (Linux's parent-death signal), so with the Dask worker; a later cell that finds
-    it gone starts another.
-    """
-    global _worker_server
-    with _worker_server_lock:
-        if _worker_server is None or not _worker_server.alive():
-            environment = worker_environment(Path(tempfile.gettempdir()), f"{owner_id()}-server")
-            try:
-                _worker_server = CellServer(sys.executable, environment)
-            except OSError:
-                _worker_server = None
-            else:
-                atexit.register(_worker_server.close)
-        return _worker_server
+    """This Dask worker process's warm cell server (:func:`kept_cell_server`), started by
+    the first cell it runs and kept for the next; a later cell that finds it gone
+    (it dies with the thread that started it) starts another."""
+    return kept_cell_server(sys.executable)
 
 
 def _stop_signal(name: str) -> Callable[[], bool]:

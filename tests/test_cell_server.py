@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pets
@@ -181,3 +182,101 @@ def test_a_one_cell_run_preloads_only_the_harness():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout.strip()
     assert out == "[]"
+
+
+# -- the server a process keeps between runs ----------------------------------------------
+
+
+def _kept_pid() -> int:
+    from pets.executors import kept_cell_server
+
+    server = kept_cell_server(sys.executable, libraries=False)  # whichever is kept
+    assert server is not None
+    return server.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_runs_from_the_main_thread_share_a_kept_server_and_no_memory(
+    tmp_path, registry, scenario_dir
+):
+    def run(name: str):
+        return pets.run(
+            ["multi_site_prevalence"],
+            ["global_setter"],
+            size=300,
+            seeds=2,
+            out=tmp_path / name,
+            registry=registry,
+            scenario_dir=scenario_dir,
+            leakage="off",
+            jobs=1,
+            progress=False,
+        )
+
+    first = run("first")
+    server = _kept_pid()
+    second = run("second")
+    assert _kept_pid() == server  # the second run started no server
+    for frame in (first, second):
+        # a module global one cell sets is never seen by the next, in either run
+        assert list(frame["status"]) == ["ok"] * 2, frame["error"].tolist()
+        assert all('"cell_start": "warm"' in e for e in frame["environment"])
+
+
+def test_a_changed_environment_gets_a_new_kept_server(tmp_path, scenario_dir, monkeypatch):
+    _run(tmp_path, scenario_dir, "before", True)
+    before = _kept_pid()
+    monkeypatch.setenv("PETS_TEST_MARK", "set-after-the-first-run")
+    frame = _run(tmp_path, scenario_dir, "after", True)
+    assert (frame["status"] == "ok").all()
+    after = _kept_pid()
+    assert after != before and not _alive(before)
+    # cells fork from a server that has the run's environment, never a stale one
+    assert b"PETS_TEST_MARK=set-after-the-first-run" in Path(f"/proc/{after}/environ").read_bytes()
+
+
+def test_a_run_from_another_thread_starts_and_ends_its_own_server(tmp_path, scenario_dir):
+    import threading
+
+    from pets.containment import owner_id
+
+    _run(tmp_path, scenario_dir, "main", True)
+    kept = _kept_pid()
+    frames = []
+    thread = threading.Thread(target=lambda: frames.append(_run(tmp_path, scenario_dir, "t", True)))
+    thread.start()
+    thread.join()
+    (frame,) = frames
+    assert (frame["status"] == "ok").all()
+    assert all('"cell_start": "warm"' in e for e in frame["environment"])
+    assert _kept_pid() == kept  # left alone
+    assert carrying(f"{owner_id()}/server") == []  # the thread's own server was closed
+
+
+def test_a_kept_server_ends_with_its_process(tmp_path, scenario_dir):
+    script = (
+        "import sys, pets\n"
+        "from pets.containment import owner_id\n"
+        "from pets.executors import kept_cell_server\n"
+        f"pets.run(['multi_site_prevalence'], ['plaintext'], size=300, seeds=2, leakage='off',"
+        f" out={str(tmp_path / 'run')!r}, scenario_dir={str(scenario_dir)!r}, progress=False)\n"
+        "print(owner_id(), kept_cell_server(sys.executable, libraries=False).pid)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    owner, pid = done.stdout.split()
+    deadline = time.monotonic() + 10
+    while _alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(int(pid))
+    assert carrying(f"{owner}-server") == []

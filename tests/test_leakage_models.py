@@ -3,6 +3,8 @@ reconstruction of a patient from a trust's federated update."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -194,7 +196,9 @@ def test_extraction_tolerance_and_rank():
 
 
 def test_plain_fedavg_update_reveals_a_single_patient(scenario_dir):
-    context = _context(FedAvg, "federated_risk_model", scenario_dir, 50_000)
+    # the fast effort's 40 targets, with a time budget no busy machine reaches
+    effort = replace(EFFORT["fast"], probe_seconds=600)
+    context = _context(FedAvg, "federated_risk_model", scenario_dir, 50_000, effort=effort)
     result = _one(federated.attack(context))
     assert result.attack == "update_reconstruction"
     assert result.attacker == "A2" and result.observer == "aggregator"
@@ -205,6 +209,16 @@ def test_plain_fedavg_update_reveals_a_single_patient(scenario_dir):
     assert result.control_rate < 0.6
     assert result.residual_risk > 0.9
     assert context.reruns == 8
+
+
+def test_a_spent_time_budget_stops_after_one_rerun_and_says_so(scenario_dir):
+    effort = replace(EFFORT["fast"], probe_seconds=0)
+    context = _context(FedAvg, "federated_risk_model", scenario_dir, 20_000, effort=effort)
+    result = _one(federated.attack(context))
+    assert context.reruns == 1 and result.extra["reruns"] == 1
+    assert result.extra["targets"] == 5 and result.trials == 5 * 13  # one patient per trust
+    assert "stopped after 1 reruns (time budget)" in result.note
+    assert result.success_rate > 0.9  # fewer trials, the same finding
 
 
 def test_secure_aggregation_hides_the_single_patient_update(scenario_dir):

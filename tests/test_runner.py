@@ -230,7 +230,9 @@ def _cell_processes(scratch: str) -> dict[int, str]:
 
 def _cells_running(scratch: str) -> list[int]:
     """Processes a cell started (not the cell server)."""
-    return [p for p, t in _cell_processes(scratch).items() if not t.endswith("/server")]
+    return [
+        p for p, t in _cell_processes(scratch).items() if not t.endswith(("/server", "-server"))
+    ]
 
 
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["term", "kill"])
