@@ -179,10 +179,30 @@ def attack_context(
 _BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
 
 
+#: The test files that take longest, longest first. The default suite runs whole files
+#: on two pytest-xdist workers in collection order (``--dist loadfile
+#: --no-loadscope-reorder``): starting these first leaves no worker a long file at the end.
+LONGEST_FIRST = (
+    "test_notebooks.py",
+    "test_leakage_audit.py",
+    "test_leakage_claims.py",
+    "test_syft.py",
+    "test_testing_kit.py",
+    "test_quick_matrix.py",
+    "test_report.py",
+    "test_leakage_transcript_planted.py",
+    "test_leakage_exposure.py",
+    "test_report_browser.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Everything under tests/benchmarks is ``slow``: the default suite (whose ``addopts``
     deselects ``slow`` and disables pytest-benchmark) never runs it. Run them with
-    ``python -m pytest tests/benchmarks -m slow --benchmark-enable -s``."""
+    ``python -m pytest tests/benchmarks -m slow --benchmark-enable -s -n 0``. The
+    :data:`LONGEST_FIRST` files are moved to the front, each in its own order."""
     for item in items:
         if _BENCHMARKS in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.slow)
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(Path(str(item.path)).name, len(rank)))

@@ -1,4 +1,5 @@
-"""A small real run folder for the report tests, built once per test session.
+"""A small real run folder for the report tests, built once per test session (once for
+all pytest-xdist workers: :func:`session_run`).
 
 A copy of the prevalence card with a two-point epsilon sweep for ``opendp`` and its own
 ``[requirements]``; ``plaintext`` and ``opendp`` at one size with two repeats, and
@@ -8,10 +9,14 @@ chart). Seven cells with fast attacks.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
+import pytest
+from filelock import FileLock
 
 import pets
 from pets.cli import main
@@ -67,6 +72,24 @@ def build_run(base: Path) -> Path:
     )
     assert code == 0, "pets run failed"
     return out
+
+
+def session_run(factory: pytest.TempPathFactory) -> Path:
+    """The session's run folder, in this worker's own temporary folder.
+
+    Under pytest-xdist the workers share the parent of their temporary folders: the
+    first to ask builds the run there under a file lock, and each worker copies it, so
+    one test rewriting a report never races another reading it.
+    """
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return build_run(factory.getbasetemp())
+    mine = factory.getbasetemp() / "report-run"
+    if not (mine / "records.jsonl").exists():
+        shared = factory.getbasetemp().parent
+        with FileLock(str(shared / "report-run.lock")):
+            built = build_run(shared)
+        shutil.copytree(built, mine, dirs_exist_ok=True)
+    return mine
 
 
 def records(out: Path) -> pd.DataFrame:

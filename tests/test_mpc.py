@@ -22,6 +22,7 @@ from pets.api import AggregateOutput, PartyContext, PartyRole
 from pets.backends.federated import FedAvg, FedAvgSecAgg
 from pets.backends.mpc import Mpyc
 from pets.backends.mpc.party import MpcParty, _mpyc_options
+from pets.containment import CELL_VARIABLE, owner_id
 from pets.leakage import evaluate_leakage
 from pets.report import scorecard, scorecard_text
 from pets.runtime.context import PartyNetwork
@@ -68,7 +69,10 @@ class Stalled(Mpyc):
 def _party_processes(marker: str) -> list[int]:
     """Live processes started for this test's cells: their environment names the test's
     own temporary folder ``marker`` (the cell worker, its fork server and the parties
-    forked from it), so processes of anything else on the machine are not counted."""
+    forked from it), so processes of anything else on the machine are not counted. The
+    cell server this process keeps between runs (token ``<runner>-server``) belongs to no
+    cell, and is not counted either."""
+    kept = f"\0{CELL_VARIABLE}={owner_id()}-server\0".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -78,7 +82,7 @@ def _party_processes(marker: str) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (OSError, IndexError):
             continue
-        if marker.encode() in environ and state != "Z":
+        if marker.encode() in environ and state != "Z" and kept not in b"\0" + environ:
             found.append(int(entry.name))
     return found
 

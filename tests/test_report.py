@@ -38,7 +38,7 @@ from pets.tasks import CardError
 
 from conftest import attack_context
 from false_claims import EPSILON_ONE
-from report_run import CARD_ID, SECOND_SIZE, build_run
+from report_run import CARD_ID, SECOND_SIZE, session_run
 
 
 def record(
@@ -291,7 +291,7 @@ def test_old_and_new_record_fields_are_tolerated_and_shown():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
-    return build_run(tmp_path_factory.getbasetemp())
+    return session_run(tmp_path_factory)
 
 
 def test_pets_report_rebuilds_html_and_markdown_from_the_run_folder(run_dir, capsys):

@@ -16,7 +16,7 @@ from selenium import webdriver
 
 from pets.report import write_report
 
-from report_run import build_run
+from report_run import session_run
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -55,7 +55,7 @@ def browser(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(browser, tmp_path_factory):
-    run_dir = build_run(tmp_path_factory.getbasetemp())
+    run_dir = session_run(tmp_path_factory)
     (path,) = write_report(run_dir, ["html"])
     browser.get(path.as_uri())
     return browser, run_dir

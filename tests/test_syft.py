@@ -296,6 +296,7 @@ def test_policies_and_sizes_are_checked_when_capabilities_are_read():
     assert isinstance(Syft().acro(), Acro) and Syft().acro().suppress is False
 
 
+@pytest.mark.slow  # about 100 s; the kit's own tests run it on every built-in backend
 def test_syft_passes_the_conformance_kit_in_its_environment(syft_env, monkeypatch):
     monkeypatch.setenv(ENV_CACHE_VARIABLE, str(syft_env))
     results = check_backend("syft")

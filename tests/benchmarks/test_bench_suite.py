@@ -1,7 +1,7 @@
 """The ``pets bench`` measurements under pytest-benchmark: packed against naive (CKKS,
 Paillier, MPyC), the cohort generation rate, and a cell's overhead from plan to record.
 
-Run: ``python -m pytest tests/benchmarks/test_bench_suite.py -m slow --benchmark-enable -s``
+Run: ``python -m pytest tests/benchmarks/test_bench_suite.py -m slow --benchmark-enable -s -n 0``
 (``--benchmark-json FILE`` keeps the figures). Each test times one whole measurement
 (both sides, the quick sizes of ``pets bench --quick`` with three repeats), prints one
 ``RATIO`` line and stores both medians and the ratio in ``extra_info``. Nothing about

@@ -1,4 +1,4 @@
-"""Benchmarks of cohort generation (run with ``pytest tests/benchmarks --benchmark-enable``).
+"""Benchmarks of cohort generation (run with ``pytest tests/benchmarks --benchmark-enable -n 0``).
 
 No timing is asserted; pytest-benchmark reports the figures, and the ratio of the
 1,000,000-patient run to the 100,000-patient run shows how generation scales.

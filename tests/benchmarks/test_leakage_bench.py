@@ -1,7 +1,7 @@
 """Transcript exposure on a large transcript: the vectorised scan against a search of
 each value's byte patterns one by one, measured in the same run.
 
-Run: ``python -m pytest tests/benchmarks/test_leakage_bench.py -m slow --benchmark-enable -s``.
+Run: ``python -m pytest tests/benchmarks/test_leakage_bench.py -m slow --benchmark-enable -s -n 0``.
 It prints one ``RATIO`` line and stores the figures in pytest-benchmark's
 ``extra_info``; it asserts only that both searches find the same values.
 """

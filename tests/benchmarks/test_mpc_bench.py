@@ -1,6 +1,6 @@
 """MPC and PSI benchmarks: ratios measured in the same run, reported, never asserted.
 
-Run: ``python -m pytest tests/benchmarks/test_mpc_bench.py -m slow --benchmark-enable -s``.
+Run: ``python -m pytest tests/benchmarks/test_mpc_bench.py -m slow --benchmark-enable -s -n 0``.
 Each test prints one ``RATIO`` line and stores the figures in pytest-benchmark's
 ``extra_info``.
 """

@@ -1,6 +1,6 @@
 """Party runtime benchmarks: ratios measured in the same run, reported, never asserted.
 
-Run: ``python -m pytest tests/benchmarks/test_runtime_bench.py -m slow --benchmark-enable -s``.
+Run: ``python -m pytest tests/benchmarks/test_runtime_bench.py -m slow --benchmark-enable -s -n 0``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Synthetic-data generation at 10,000 and 100,000 patients: time and peak memory.
 
-Run: ``python -m pytest tests/benchmarks/test_synth_bench.py -m slow --benchmark-enable -s``.
+Run: ``python -m pytest tests/benchmarks/test_synth_bench.py -m slow --benchmark-enable -s -n 0``.
 Each synthesis runs in a fresh process (so its peak resident memory is its own); each
 test prints one ``RATIO`` line (100,000 against 10,000 patients, measured in the same
 run) and stores the figures in pytest-benchmark's ``extra_info``. Nothing is asserted
