@@ -286,7 +286,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         scaling_table,
     )
     from pets.bench.suite import default_bench_folder
-    from pets.options import check_count, check_out, check_size
+    from pets.options import check_count, check_out
     from pets.records import StoreError
     from pets.tasks import CardError
 
@@ -296,10 +296,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             check_count("repeats", args.repeats, "repeats")
         if args.backend and not args.scaling:
             raise OptionError("--backend", "applies only with --scaling")
-        if args.size is not None:
-            if args.scaling:
-                raise OptionError("--size", "does not apply with --scaling (the sweep sets sizes)")
-            check_size(args.size)
+        if args.size is not None and args.scaling:
+            raise OptionError("--size", "does not apply with --scaling (the sweep sets sizes)")
         out = Path(args.out) if args.out else default_bench_folder()
         if args.scaling:
             if args.only:

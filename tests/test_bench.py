@@ -61,6 +61,9 @@ def test_size_sets_the_harness_cells_and_nothing_else():
     assert settings == replace(BenchSettings.for_mode(quick=True), cell_size=1_000_000)
     assert BenchSettings.for_mode(quick=False, cell_size=300).cell_size == 300
     assert BenchSettings.for_mode(quick=False).cell_size == 20_000
+    for bad in (0, 50, 2.5, float("nan"), "1000"):  # refused, never swapped for the default
+        with pytest.raises(OptionError, match="size"):
+            BenchSettings.for_mode(quick=True, cell_size=bad)
 
 
 def test_the_command_passes_size_to_the_run(tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from pathlib import Path
 import pets
 from pets.cell_process import worker_environment
 from pets.cell_server import CellServer
-from pets.containment import carrying
+from pets.containment import carrying, process_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,19 +44,24 @@ def test_warm_and_cold_cells_give_the_same_records(tmp_path, scenario_dir):
     assert set(cold["environment"].map(lambda e: '"cell_start": "cold"' in e)) == {True}
 
 
-def test_cells_forked_from_one_server_share_no_memory(tmp_path, registry, scenario_dir):
-    frame = pets.run(
+def _global_setter_run(out: Path, registry, scenario_dir: Path, seeds: int):
+    """Cells of ``global_setter``, which fails if an earlier cell's module global shows."""
+    return pets.run(
         ["multi_site_prevalence"],
         ["global_setter"],
         size=300,
-        seeds=3,
-        out=tmp_path / "run",
+        seeds=seeds,
+        out=out,
         registry=registry,
         scenario_dir=scenario_dir,
         leakage="off",
         jobs=1,
         progress=False,
     )
+
+
+def test_cells_forked_from_one_server_share_no_memory(tmp_path, registry, scenario_dir):
+    frame = _global_setter_run(tmp_path / "run", registry, scenario_dir, 3)
     assert list(frame["status"]) == ["ok"] * 3, frame["error"].tolist()
     assert all('"cell_start": "warm"' in e for e in frame["environment"])
 
@@ -196,33 +201,16 @@ def _kept_pid() -> int:
 
 
 def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+    info = process_table().get(pid)
+    return info is not None and info.state != "Z"
 
 
 def test_runs_from_the_main_thread_share_a_kept_server_and_no_memory(
     tmp_path, registry, scenario_dir
 ):
-    def run(name: str):
-        return pets.run(
-            ["multi_site_prevalence"],
-            ["global_setter"],
-            size=300,
-            seeds=2,
-            out=tmp_path / name,
-            registry=registry,
-            scenario_dir=scenario_dir,
-            leakage="off",
-            jobs=1,
-            progress=False,
-        )
-
-    first = run("first")
+    first = _global_setter_run(tmp_path / "first", registry, scenario_dir, 2)
     server = _kept_pid()
-    second = run("second")
+    second = _global_setter_run(tmp_path / "second", registry, scenario_dir, 2)
     assert _kept_pid() == server  # the second run started no server
     for frame in (first, second):
         # a module global one cell sets is never seen by the next, in either run

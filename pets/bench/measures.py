@@ -275,12 +275,21 @@ class BenchSettings:
         cls, *, quick: bool, repeats: int | None = None, cell_size: int | None = None
     ) -> BenchSettings:
         """The settings of ``--quick`` or of the default run, ``repeats`` and the
-        harness cells' ``cell_size`` if given."""
+        harness cells' ``cell_size`` if given.
+
+        Raises
+        ------
+        OptionError
+            ``cell_size`` is not a whole number of patients of at least the smallest size.
+        """
+        if cell_size is not None:
+            from pets.options import check_size
+
+            cell_size = check_size(cell_size)
         if quick:
-            return cls(
-                True, repeats or 2, cell_size=cell_size or 2_000, cohort_size=100_000, he_values=64
-            )
-        return cls(False, repeats or 5, cell_size=cell_size or 20_000)
+            size = 2_000 if cell_size is None else cell_size
+            return cls(True, repeats or 2, cell_size=size, cohort_size=100_000, he_values=64)
+        return cls(False, repeats or 5, cell_size=20_000 if cell_size is None else cell_size)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as JSON-ready data (kept in the manifest)."""
