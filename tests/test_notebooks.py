@@ -148,11 +148,17 @@ def test_runs_top_to_bottom(name, room_out):
     assert not _nhs_numbers(shown)
 
 
+#: Matplotlib's SVG element ids and references to them: a letter and the first ten hex
+#: digits of a salted SHA-256, which are all decimal digits in about one id in 110.
+_SVG_IDS = re.compile(r'(?:id=\\?"|#)[a-z][0-9a-f]{10}(?![0-9a-f])')
+
+
 def _nhs_numbers(text: str) -> list[str]:
-    """Ten-digit runs (not part of a longer number or a hex digest) that are valid NHS
-    numbers (mod-11 check digit)."""
+    """Ten-digit runs (not part of a longer number, a hex digest or an SVG element id)
+    that are valid NHS numbers (mod-11 check digit)."""
     from pets.data import nhs_number_is_valid
 
+    text = _SVG_IDS.sub(" ", text)
     runs = re.findall(r"(?<![0-9a-fA-F.])\d{10}(?![0-9a-fA-F.])", text)
     return [r for r in runs if nhs_number_is_valid([int(r)])[0]]
 
@@ -164,3 +170,8 @@ def test_nhs_number_search_finds_one():
     number = str(generate_cohort(5, seed=0)["nhs_number"].iloc[0])
     assert _nhs_numbers(f'"text": "{number}"') == [number]
     assert not _nhs_numbers(f"sha256 ab{number}cd")
+    # matplotlib's SVG ids (m + ten hex digits, here all decimal) are not numbers shown,
+    # in the page and as the notebook's outputs hold them (JSON-escaped); shown digits are
+    svg = f'<path id="m{number}"/><use xlink:href="#m{number}" x="1"/>'
+    assert not _nhs_numbers(json.dumps(svg)) and not _nhs_numbers(svg)
+    assert _nhs_numbers(json.dumps(svg + f"<text>{number}</text>")) == [number]
