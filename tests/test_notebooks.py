@@ -4,6 +4,10 @@ Each notebook is executed by nbclient in the ``python3`` kernel of the interpret
 runs the tests, with its run folders under ``tmp_path``. Every notebook ends its main
 section with an assertion cell that checks the figure it shows (lines, points, marks),
 so a silently empty chart fails here. The notebooks are stored without outputs.
+
+The default suite runs each notebook with fewer backends and knob values (``ROOM_LIGHT``:
+the same cells, charts and assertions, on runs without the long DP audits); the
+notebooks exactly as shipped run under ``-m slow``.
 """
 
 from __future__ import annotations
@@ -124,10 +128,72 @@ def room_out(tmp_path_factory):
     return tmp_path_factory.mktemp("room") / "results"
 
 
+@pytest.fixture(scope="module")
+def shipped_room(tmp_path_factory):
+    """The room of the notebooks run as shipped (apart from the light runs' room)."""
+    return tmp_path_factory.mktemp("shipped-room") / "results"
+
+
+#: Each notebook's parameters for the default suite: a few backends of different kinds
+#: and two knob values, leaving out the backends whose fast DP audits take 20-60 s a cell
+#: (``-m slow`` runs the notebooks as shipped). The welcome and the prevalence notebook
+#: share their backends, so the second reuses the first's runs as in a workshop.
+ROOM_LIGHT: dict[str, dict[str, object]] = {
+    "00_welcome": {"BACKENDS": ["plaintext", "sdc-suppress", "tenseal-ckks"], "FIXED": None},
+    "multi_site_prevalence": {
+        "BACKENDS": ["plaintext", "sdc-suppress", "tenseal-ckks"],
+        "FIXED": None,
+        "KNOB": "threshold",
+        "KNOB_VALUES": [5, 20],
+        "SWEEP_BACKENDS": ["sdc-suppress"],
+        "WIDGET_VALUES": [5, 10, 20],
+    },
+    "breast_cancer_model": {
+        "BACKENDS": ["plaintext", "diffprivlib", "fedavg"],
+        "KNOB_VALUES": [0.1, 1.0],
+    },
+    "encrypted_supplier_inference": {
+        "BACKENDS": ["plaintext", "tenseal-bfv"],
+        "KNOB_VALUES": [1024, 2048],
+    },
+    "federated_risk_model": {
+        "BACKENDS": ["plaintext", "fedavg", "diffprivlib"],
+        "KNOB_VALUES": [3, 10],
+    },
+    "research_data_release": {"BACKENDS": ["raw", "sdc-kanon"], "KNOB_VALUES": [2, 5]},
+    "tre_queries": {
+        "BACKENDS": ["plaintext", "sdc-suppress", "sdc-round"],
+        "FIXED": {"threshold": 10},
+        "KNOB_VALUES": [5, 20],
+    },
+    "trial_recruitment_linkage": {"BACKENDS": ["plaintext", "psi-ecdh", "mpyc"]},
+    "reading_the_report": {"BACKENDS": ["plaintext", "sdc-suppress", "opendp"], "EPSILONS": [5.0]},
+    "bring_your_own_backend": {},
+}
+
+
+def test_every_notebook_has_light_parameters():
+    assert set(ROOM_LIGHT) == set(NAMES)
+    for name, overrides in ROOM_LIGHT.items():
+        source = _parameters_cell(nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)).source
+        assigned = set(re.findall(r"^([A-Z_]+) =", source, flags=re.M))
+        assert set(overrides) <= assigned, (name, set(overrides) - assigned)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_top_to_bottom(name, room_out):
+    _check_run(name, room_out, **ROOM_LIGHT[name])
+
+
+@pytest.mark.slow  # about 7 minutes: every backend of each card, with its DP audits
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_top_to_bottom_as_shipped(name, shipped_room):
+    _check_run(name, shipped_room)
+
+
+def _check_run(name: str, room_out: Path, **overrides: object) -> None:
     after = "import json\n" + PRESS_RUN if name == "breast_cancer_model" else ""
-    notebook = execute(name, room_out, after=after)
+    notebook = execute(name, room_out, after=after, **overrides)
     errors = [
         o
         for c in notebook.cells
