@@ -273,32 +273,42 @@ def test_epsilon_one_with_exact_answers_is_contradicted(tmp_path):
 
 
 #: Honest built-ins at their cards' quick sizes: (card, backends, fixed parameters).
-#: opendp at epsilon 2 once raised reveals_individuals on a point estimate.
+#: opendp at epsilon 2 once raised reveals_individuals on a point estimate. The query
+#: card's 60 s of audits run under ``-m slow``; the default suite checks an honest
+#: per-query budget in tests/test_leakage_audit.py.
 HONEST = (
-    ("multi_site_prevalence", ["opendp", "paillier"], {"epsilon": 2.0}),
-    ("federated_risk_model", ["fedavg-dp", "diffprivlib"], {"epsilon": 1.0}),
-    ("research_data_release", ["synth-dp", "synth-copula"], {"epsilon": 1.0}),
-    ("tre_queries", ["opendp", "sdc-round"], {"query_epsilon": 0.25}),
+    pytest.param(
+        ("multi_site_prevalence", ["opendp", "paillier"], {"epsilon": 2.0}), id="prevalence"
+    ),
+    pytest.param(
+        ("federated_risk_model", ["fedavg-dp", "diffprivlib"], {"epsilon": 1.0}), id="federated"
+    ),
+    pytest.param(
+        ("research_data_release", ["synth-dp", "synth-copula"], {"epsilon": 1.0}), id="release"
+    ),
+    pytest.param(
+        ("tre_queries", ["opendp", "sdc-round"], {"query_epsilon": 0.25}),
+        id="queries",
+        marks=pytest.mark.slow,
+    ),
 )
 
 
-@pytest.fixture(scope="module")
-def honest(tmp_path_factory):
-    rows = []
-    for i, (card, backends, params) in enumerate(HONEST):
-        frame = pets.run(
-            [card],
-            backends,
-            quick=True,
-            params=params,
-            out=tmp_path_factory.mktemp(f"honest{i}"),
-            registry=Registry.from_entry_points(),
-            scenario_dir=SCENARIOS,
-            jobs=2,
-            progress=False,
-        )
-        rows += [row for _, row in frame.iterrows()]
-    return rows
+@pytest.fixture(scope="module", params=HONEST)
+def honest(request, tmp_path_factory):
+    card, backends, params = request.param
+    frame = pets.run(
+        [card],
+        backends,
+        quick=True,
+        params=params,
+        out=tmp_path_factory.mktemp(f"honest-{card}"),
+        registry=Registry.from_entry_points(),
+        scenario_dir=SCENARIOS,
+        jobs=2,
+        progress=False,
+    )
+    return [row for _, row in frame.iterrows()]
 
 
 def test_honest_built_ins_contradict_no_claim(honest):
