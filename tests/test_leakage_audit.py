@@ -139,6 +139,7 @@ def test_audit_inputs_are_the_real_cells_rows_and_depend_on_the_cell_seed_alone(
         assert len(merged) == len(kept) and merged["index"].is_monotonic_increasing
 
 
+@pytest.mark.slow  # two full fast audits, about 30 s
 def test_the_same_cell_gives_the_same_bound_on_two_runs(scenario_dir):
     """With the backend's noise seeded (here by a counter the test restarts), every input
     and every coin of the audit comes from the cell's seed: the two records agree."""

@@ -256,7 +256,12 @@ def test_a_party_killed_mid_protocol_gives_party_failed(
 
 @pytest.mark.parametrize(
     ("where", "what"),
-    [("start", "connecting to every party"), ("step", "the secure sum")],
+    [
+        # the others connect to wales through the relay; on a loaded machine one may get
+        # that far before the start deadline, and then the step deadline fires instead
+        ("start", "(connecting to every party|the secure sum)"),
+        ("step", "the secure sum"),
+    ],
 )
 def test_a_party_that_stops_answering_runs_out_the_deadline(where, what, scenario_dir):
     problem = build_problem(load_scenario("multi_site_prevalence", scenario_dir), 2000, 0)

@@ -166,7 +166,7 @@ ROOM_LIGHT: dict[str, dict[str, object]] = {
         "FIXED": {"threshold": 10},
         "KNOB_VALUES": [5, 20],
     },
-    "trial_recruitment_linkage": {"BACKENDS": ["plaintext", "psi-ecdh", "mpyc"]},
+    "trial_recruitment_linkage": {"BACKENDS": ["plaintext", "mpyc"], "KNOB_VALUES": [3, 4]},
     "reading_the_report": {"BACKENDS": ["plaintext", "sdc-suppress", "opendp"], "EPSILONS": [5.0]},
     "bring_your_own_backend": {},
 }

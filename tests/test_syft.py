@@ -37,47 +37,66 @@ def syft_env(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """tre_queries and multi_site_prevalence: syft under each policy of the cards'
-    sweeps, acro with suppression off, sdc-suppress without secondary suppression, and
-    plaintext; by ``card/backend[policy]``."""
-    out = tmp_path_factory.mktemp("syft-run") / "run"
+def _run_syft(syft_env: Path, out: Path, card: str, backends: list[str], **options) -> None:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(ENV_CACHE_VARIABLE, str(syft_env))
         pets.run(
-            ["tre_queries", "multi_site_prevalence"],
-            ["syft", "acro", "sdc-suppress", "plaintext"],
+            [card],
+            backends,
             size=SIZE,
             out=out,
-            params={"suppress": False, "secondary": False},
             scenario_dir=SCENARIOS,
             progress=False,
             leakage="off",
+            **options,
         )
-        # the dp policy at a quarter of the budget per query, beside opendp at the same
-        pets.run(
-            ["tre_queries"],
-            ["syft", "opendp"],
-            size=SIZE,
-            out=out.with_name("dp"),
-            params={"policy": "dp", "epsilon": 1.0, "query_epsilon": 0.25},
-            scenario_dir=SCENARIOS,
-            progress=False,
-            leakage="off",
-        )
+
+
+def _by_label(*folders: Path) -> dict[str, dict]:
+    """The records of ``folders`` by ``card/backend[policy]`` (opendp only at a quarter
+    of the budget per query)."""
     found: dict[str, dict] = {}
-    lines = [*(out / "records.jsonl").read_text().splitlines()]
-    lines += (out.with_name("dp") / "records.jsonl").read_text().splitlines()
-    for line in lines:
-        record = json.loads(line)
-        label = record["backend"]
-        if label == "syft":
-            label = f"syft[{record['params']['policy']}]"
-        if label == "opendp" and record["params"].get("query_epsilon") != 0.25:
-            continue
-        found[f"{record['scenario']}/{label}"] = record
+    for folder in folders:
+        for line in (folder / "records.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            label = record["backend"]
+            if label == "syft":
+                label = f"syft[{record['params']['policy']}]"
+            if label == "opendp" and record["params"].get("query_epsilon") != 0.25:
+                continue
+            found[f"{record['scenario']}/{label}"] = record
     return found
+
+
+@pytest.fixture(scope="module")
+def records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """tre_queries: syft under each policy of the card's sweep, and plaintext; then the
+    dp policy at a quarter of the budget per query, beside opendp at the same."""
+    out = tmp_path_factory.mktemp("syft-run")
+    _run_syft(syft_env, out / "run", "tre_queries", ["syft", "plaintext"])
+    _run_syft(
+        syft_env,
+        out / "dp",
+        "tre_queries",
+        ["syft", "opendp"],
+        params={"policy": "dp", "epsilon": 1.0, "query_epsilon": 0.25},
+    )
+    return _by_label(out / "run", out / "dp")
+
+
+@pytest.fixture(scope="module")
+def site_records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
+    """multi_site_prevalence (a datasite per nation): syft under each policy of the
+    card's sweep, sdc-suppress without secondary suppression, and plaintext."""
+    out = tmp_path_factory.mktemp("syft-sites") / "run"
+    _run_syft(
+        syft_env,
+        out,
+        "multi_site_prevalence",
+        ["syft", "sdc-suppress", "plaintext"],
+        params={"secondary": False},
+    )
+    return _by_label(out)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +111,18 @@ def _errors(record: dict) -> dict[str, float]:
 
 
 def test_every_policy_ran_in_the_syft_environment(records, syft_env):
-    labels = [f"tre_queries/syft[{p}]" for p in POLICIES]
-    labels += [f"multi_site_prevalence/syft[{p}]" for p in ("approve_all", "min_cell_size")]
+    _ran_in_the_syft_environment(records, [f"tre_queries/syft[{p}]" for p in (*POLICIES, "dp")])
+
+
+@pytest.mark.slow  # a datasite per nation: about a minute more
+def test_every_site_policy_ran_in_the_syft_environment(site_records, syft_env):
+    policies = ("approve_all", "min_cell_size")
+    _ran_in_the_syft_environment(
+        site_records, [f"multi_site_prevalence/syft[{p}]" for p in policies]
+    )
+
+
+def _ran_in_the_syft_environment(records: dict[str, dict], labels: list[str]) -> None:
     for label in labels:
         record = records[label]
         assert record["status"] == "ok", record["error"]
@@ -134,9 +163,10 @@ def test_min_cell_size_withholds_exactly_the_small_cells(records, problem):
     assert record["accuracy"]["fraction_answered"] == pytest.approx(1 - len(small) / 10)
 
 
-def test_a_datasite_per_nation_gives_plaintexts_table_when_all_is_approved(records):
-    syft = records["multi_site_prevalence/syft[approve_all]"]
-    plain = records["multi_site_prevalence/plaintext"]
+@pytest.mark.slow
+def test_a_datasite_per_nation_gives_plaintexts_table_when_all_is_approved(site_records):
+    syft = site_records["multi_site_prevalence/syft[approve_all]"]
+    plain = site_records["multi_site_prevalence/plaintext"]
     assert syft["accuracy"]["fraction_released"] == plain["accuracy"]["fraction_released"]
     assert syft["accuracy"]["max_relative_error"] == pytest.approx(0.0, abs=1e-9)
     # four nations' datasites and the analyst: one environment, five PySyft processes
@@ -145,9 +175,10 @@ def test_a_datasite_per_nation_gives_plaintexts_table_when_all_is_approved(recor
     )
 
 
-def test_checking_each_site_withholds_every_cell_small_at_any_site(records):
-    record = records["multi_site_prevalence/syft[min_cell_size]"]
-    suppress = records["multi_site_prevalence/sdc-suppress"]
+@pytest.mark.slow
+def test_checking_each_site_withholds_every_cell_small_at_any_site(site_records):
+    record = site_records["multi_site_prevalence/syft[min_cell_size]"]
+    suppress = site_records["multi_site_prevalence/sdc-suppress"]
     scenario = load_scenario(SCENARIOS / "multi_site_prevalence.toml")
     problem = build_problem(scenario, size=SIZE, seed=record["seed"])
     group_by = list(problem.task.params["group_by"])
@@ -169,8 +200,9 @@ def test_checking_each_site_withholds_every_cell_small_at_any_site(records):
     assert 0 < expected < suppress["accuracy"]["fraction_released"]
 
 
-def test_the_acro_and_dp_policies_are_for_queries(records):
-    assert "multi_site_prevalence/syft[acro]" not in records  # the card does not sweep it
+def test_the_acro_and_dp_policies_are_for_queries():
+    (sweep,) = load_scenario(SCENARIOS / "multi_site_prevalence.toml").sweeps_for("syft")
+    assert set(sweep.values) == {"approve_all", "min_cell_size"}  # the card sweeps no other
     context = SimpleNamespace(task=SimpleNamespace(kind="aggregate"), network=None)
     with pytest.raises(UnsupportedTask, match="the acro policy decides query outputs"):
         Syft(policy="acro").run_party(context)

@@ -116,6 +116,7 @@ def test_synth_dp_accounts_its_budget_with_opendp():
     assert claim.neighbouring == "add-remove" and "zCDP" in claim.accountant
 
 
+@pytest.mark.slow  # synth-dp at several budgets, about 20 s
 def test_synth_dp_utility_improves_with_epsilon(scenario_dir):
     metrics = {
         epsilon: solve_card(
