@@ -302,7 +302,12 @@ class Forking(Plaintext):
         from pathlib import Path
 
         owner = _start_sleeper(self.how)
-        (Path(self.pid_dir) / f"{self.how}-{context.name}").write_text(owner)
+        # written whole or not at all: a party killed mid-write (the worker's death ends
+        # the cell's processes) must not leave an empty note
+        note = Path(self.pid_dir) / f"{self.how}-{context.name}"
+        partial = note.with_name(f".{note.name}.partial")
+        partial.write_text(owner)
+        os.replace(partial, note)
         if self.how == "kill_worker" and context.name == context.task.recipient:
             fork_server = int(Path(f"/proc/{os.getppid()}/stat").read_text().split()[3])
             os.kill(fork_server, signal.SIGKILL)  # the fork server's parent: the worker
