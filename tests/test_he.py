@@ -64,6 +64,7 @@ def test_secret_keys_never_cross_the_channel(scenario_dir):
         assert all(not ts.context_from(m.payload).is_private() for m in keys)
 
 
+@pytest.mark.slow  # about 20 s; `pets bench --only ckks_packing` compares the same two runs
 def test_packing_sends_far_fewer_bytes(scenario_dir):
     *_, packed = _run(TensealCKKS(), "multi_site_prevalence", scenario_dir, 2000)
     *_, naive = _run(TensealCKKS(pack=False), "multi_site_prevalence", scenario_dir, 2000)

@@ -85,7 +85,7 @@ def test_real_rows_single_out_link_and_reveal(name):
     assert _find(results, "attribute_inference", secret="t2_diabetes").residual_risk > 0.3
 
 
-@pytest.mark.parametrize("name", ["synth-copula", "synth-dp"])
+@pytest.mark.parametrize("name", ["synth-copula", pytest.param("synth-dp", marks=pytest.mark.slow)])
 def test_synthetic_releases_leak_less_than_real_rows(name):
     raw = _attacked("raw")
     results = _attacked(name)

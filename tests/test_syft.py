@@ -24,7 +24,9 @@ from pets.testing import check_backend
 from conftest import SCENARIOS, make_registry
 
 SIZE = 4_000
-POLICIES = ("approve_all", "min_cell_size", "acro")
+#: The query card's policies the default suite runs (``acro`` and the prevalence card's
+#: datasite per nation run under ``-m slow``).
+POLICIES = ("approve_all", "min_cell_size", "dp")
 
 
 @pytest.fixture(scope="session")
@@ -70,10 +72,13 @@ def _by_label(*folders: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
-    """tre_queries: syft under each policy of the card's sweep, and plaintext; then the
+    """tre_queries: syft approving all and checking cell sizes, and plaintext; then the
     dp policy at a quarter of the budget per query, beside opendp at the same."""
     out = tmp_path_factory.mktemp("syft-run")
-    _run_syft(syft_env, out / "run", "tre_queries", ["syft", "plaintext"])
+    policy = {"policy": "approve_all"}
+    _run_syft(syft_env, out / "run", "tre_queries", ["syft", "plaintext"], params=policy)
+    policy = {"policy": "min_cell_size"}
+    _run_syft(syft_env, out / "run", "tre_queries", ["syft"], params=policy, resume=True)
     _run_syft(
         syft_env,
         out / "dp",
@@ -87,16 +92,18 @@ def records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[st
 @pytest.fixture(scope="module")
 def site_records(syft_env: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     """multi_site_prevalence (a datasite per nation): syft under each policy of the
-    card's sweep, sdc-suppress without secondary suppression, and plaintext."""
-    out = tmp_path_factory.mktemp("syft-sites") / "run"
+    card's sweep, sdc-suppress without secondary suppression, and plaintext; and
+    tre_queries under ACRO's checks."""
+    out = tmp_path_factory.mktemp("syft-sites")
     _run_syft(
         syft_env,
-        out,
+        out / "run",
         "multi_site_prevalence",
         ["syft", "sdc-suppress", "plaintext"],
         params={"secondary": False},
     )
-    return _by_label(out)
+    _run_syft(syft_env, out / "acro", "tre_queries", ["syft"], params={"policy": "acro"})
+    return _by_label(out / "run", out / "acro")
 
 
 @pytest.fixture(scope="module")
@@ -111,15 +118,14 @@ def _errors(record: dict) -> dict[str, float]:
 
 
 def test_every_policy_ran_in_the_syft_environment(records, syft_env):
-    _ran_in_the_syft_environment(records, [f"tre_queries/syft[{p}]" for p in (*POLICIES, "dp")])
+    _ran_in_the_syft_environment(records, [f"tre_queries/syft[{p}]" for p in POLICIES])
 
 
-@pytest.mark.slow  # a datasite per nation: about a minute more
+@pytest.mark.slow  # a datasite per nation, and ACRO's checks: about a minute more
 def test_every_site_policy_ran_in_the_syft_environment(site_records, syft_env):
     policies = ("approve_all", "min_cell_size")
-    _ran_in_the_syft_environment(
-        site_records, [f"multi_site_prevalence/syft[{p}]" for p in policies]
-    )
+    labels = [f"multi_site_prevalence/syft[{p}]" for p in policies]
+    _ran_in_the_syft_environment(site_records, [*labels, "tre_queries/syft[acro]"])
 
 
 def _ran_in_the_syft_environment(records: dict[str, dict], labels: list[str]) -> None:
