@@ -179,9 +179,9 @@ def attack_context(
 _BENCHMARKS = Path(__file__).resolve().parent / "benchmarks"
 
 
-#: The test files that take longest, longest first. The default suite runs whole files
-#: on two pytest-xdist workers in collection order (``-n 2 --dist loadfile
-#: --no-loadscope-reorder``): starting these first leaves no worker a long file at the end.
+#: The test files that take longest, longest first. Run on pytest-xdist workers (``-n 2
+#: --dist loadfile --no-loadscope-reorder``), whole files go out in collection order:
+#: starting these first leaves no worker a long file at the end.
 LONGEST_FIRST = (
     "test_notebooks.py",
     "test_leakage_audit.py",
