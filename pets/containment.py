@@ -11,8 +11,9 @@ tree together, so three things do:
 - the worker is a child subreaper (:func:`become_subreaper`), so a process whose
   parent exits is reparented to the worker, not to ``init``, while the worker lives;
 - :func:`stop_cell` stops (``SIGSTOP``) the worker's descendants and the carriers of
-  the cell's token until no new one appears, then kills them all (``SIGKILL``), so a
-  process cannot fork its way out between the look and the kill.
+  the cell's token until no new one appears, then kills them all (``SIGKILL``) and
+  waits until they have ended, so a process cannot fork its way out between the look
+  and the kill, and none is still listed when :func:`stop_cell` returns.
 
 A run's scratch folder is named ``pets-cells-<pid>.<start>-*`` after the runner that
 owns it (process id and start time, so a reused pid does not count as the owner);
@@ -30,6 +31,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +161,8 @@ def stop_cell(token: str | None, root: int | None = None, *, keep_root: bool = F
     ``token``. Never this process.
 
     Each round stops (``SIGSTOP``) the ones not seen yet, so none can fork again, and
-    looks again, until a round finds nothing new; then all are killed (``SIGKILL``).
+    looks again, until a round finds nothing new; then all are killed (``SIGKILL``),
+    and it returns once they have ended (or after 5 s).
 
     Returns
     -------
@@ -167,7 +170,7 @@ def stop_cell(token: str | None, root: int | None = None, *, keep_root: bool = F
         How many processes were killed.
     """
     me = os.getpid()
-    stopped: set[int] = set()
+    stopped: dict[int, int] = {}  # pid: start time
     for _ in range(100):
         table = process_table()
         found: set[int] = set()
@@ -177,17 +180,36 @@ def stop_cell(token: str | None, root: int | None = None, *, keep_root: bool = F
                 found.add(root)
         if token:
             found.update(carrying(token))
-        new = {p for p in found - stopped - {me} if p in table and table[p].state != "Z"}
+        new = {p for p in found - stopped.keys() - {me} if p in table and table[p].state != "Z"}
         if not new:
             break
         for p in new:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(p, signal.SIGSTOP)
-        stopped |= new
+        stopped.update((p, table[p].start) for p in new)
     for p in stopped:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(p, signal.SIGKILL)
+    _await_ends(stopped)
     return len(stopped)
+
+
+def _await_ends(pids: dict[int, int], timeout_s: float = 5.0) -> None:
+    """Wait until each killed process has ended (gone, or a zombie its parent has not
+    reaped yet). ``SIGKILL`` is acted on when the kernel next schedules the process, so
+    on a loaded machine a killed process can still be listed as stopped or running for
+    a moment after :func:`os.kill` returned; it never runs its own code again, but a
+    caller that counts what is left must not see it. ``pids`` maps each pid to its
+    start time, so a later process given a freed pid is not waited for."""
+    deadline = time.monotonic() + timeout_s
+    left = dict(pids)
+    while left and time.monotonic() < deadline:
+        for p, start in list(left.items()):
+            info = _stat(p)
+            if info is None or info.state in ("Z", "X") or info.start != start:
+                del left[p]
+        if left:
+            time.sleep(0.005)
 
 
 def claim_scratch(parent: str | os.PathLike[str] | None = None) -> Path:
