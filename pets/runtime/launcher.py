@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.forkserver
 import multiprocessing.util
 import os
 import sys
@@ -122,6 +123,13 @@ class PartyLauncher:
             ["pets.runtime._forkserver", "pets.runtime._party", *preload]
         )
         _short_socket_folder()
+
+    def warm_up(self) -> None:
+        """Start the fork server now, so it imports its preload while this process goes
+        on with other work (building the cell's data); the first :meth:`start` then
+        waits only for what is left of that. Starting it twice starts one server."""
+        with _main_script_hidden():
+            multiprocessing.forkserver.ensure_running()
 
     def start(self, name: str) -> PartyProcess:
         """Start one party process (it holds nothing until the harness sends it)."""
