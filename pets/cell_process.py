@@ -35,7 +35,7 @@ from pets.records import Record
 if TYPE_CHECKING:  # pragma: no cover
     from pets.runner import Cell
 
-__all__ = ["CellProcess", "how_ended", "worker_environment"]
+__all__ = ["ENDING_GRACE_S", "CellProcess", "how_ended", "worker_environment"]
 
 #: How a cell's worker starts: ``-c`` rather than ``-m pets.worker``, which would warn
 #: (runpy) that the package imported the module first, burying a crash's real stderr.
@@ -46,6 +46,11 @@ _WORKER = (
 )
 #: Seconds between two measurements of a cell's memory.
 _MEASURE_EVERY_S = 0.2
+#: Seconds a worker has, once its sealed record is written, to end the cell itself
+#: (kill what is left and leave); past them the runner ends it and keeps the record.
+ENDING_GRACE_S = 30.0
+#: Seconds between two looks at a result file that did not open with the cell's key.
+_RECHECK_S = 1.0
 
 
 def worker_environment(scratch: Path, token: str) -> dict[str, str]:
@@ -87,6 +92,8 @@ class CellProcess:
     peak_mb: float = 0.0
     measured: float = 0.0
     killed_for: str | None = None
+    sealed_at: float | None = None
+    checked_at: float = -_RECHECK_S
 
     @classmethod
     def start(
@@ -146,7 +153,10 @@ class CellProcess:
         """The cell's record once it has ended (or was stopped at a limit), else None.
 
         A record the worker has written wins: past the timeout the cell is then ended
-        and recorded with its own result, not as a timeout.
+        and recorded with its own result, not as a timeout. A worker that has not
+        ended :data:`ENDING_GRACE_S` after writing a sealed record is ended too, with
+        its record kept; a result file that does not open with the cell's key (a
+        party process may write one) starts no such clock.
         """
         code = self.process.poll()
         now = time.monotonic()
@@ -154,7 +164,7 @@ class CellProcess:
         written = self.out_path.exists()  # written atomically: complete if there
         if code is None:
             if written:
-                if elapsed <= timeout_s:
+                if elapsed <= timeout_s and not self._past_grace(now):
                     return None  # the worker is ending the cell itself
             elif elapsed > timeout_s:
                 self.killed_for = "timeout"
@@ -173,6 +183,19 @@ class CellProcess:
             shutil.rmtree(self.scratch, ignore_errors=True)
             for path in (self.spec_path, self.out_path, self.stderr_path):
                 path.unlink(missing_ok=True)
+
+    def _past_grace(self, now: float) -> bool:
+        """Whether the worker's sealed record was written over :data:`ENDING_GRACE_S`
+        ago (first seen then, to within a poll)."""
+        if self.sealed_at is None and now - self.checked_at >= _RECHECK_S:
+            self.checked_at = now
+            try:
+                open_result(self.out_path.read_bytes(), self.key)
+            except (ForgedResult, OSError):
+                pass
+            else:
+                self.sealed_at = now
+        return self.sealed_at is not None and now - self.sealed_at > ENDING_GRACE_S
 
     def kill(self) -> None:
         """Kill the cell: its worker (if still running), everything under it and every

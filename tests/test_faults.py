@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pets
+from pets import cell_process
 from pets.cell_process import CellProcess, how_ended
 from pets.cell_spec import seal_result
 from pets.containment import (
@@ -93,9 +94,10 @@ def test_a_thread_left_running_does_not_turn_a_written_result_into_a_timeout(
     assert row["isolation"] == "api"
 
 
-def test_a_written_result_wins_over_a_late_timeout(tmp_path, scenario_dir):
-    """The runner side alone: a process that wrote its record and then hangs, polled
-    past its timeout, is recorded with its own result, and killed."""
+def _lingering_worker(tmp_path, scenario_dir, key, sealed_with):
+    """A stand-in for a cell's worker that writes its result file (sealed under
+    ``sealed_with``) and then hangs, as a worker stuck on its way out would; the
+    runner's handle on it (a cell key of ``key``) once the file is there."""
     scenario = load_scenario("multi_site_prevalence", scenario_dir)
     (cell,) = plan_cells([scenario], ["plaintext"], _registry(), size=300)
     out = tmp_path / "1.out.json"
@@ -109,8 +111,7 @@ def test_a_written_result_wins_over_a_late_timeout(tmp_path, scenario_dir):
         status="ok",
         key=cell.key,
     )
-    key = b"k" * 32
-    sealed = seal_result(record.to_dict(), key).decode()
+    sealed = seal_result(record.to_dict(), sealed_with).decode()
     code = (
         "import os, sys, time\n"
         f"open({str(out) + '.tmp'!r}, 'w').write({sealed!r})\n"
@@ -134,10 +135,55 @@ def test_a_written_result_wins_over_a_late_timeout(tmp_path, scenario_dir):
     while not out.exists():
         assert process.poll() is None
         time.sleep(0.05)
+    return job, process
+
+
+def test_a_written_result_wins_over_a_late_timeout(tmp_path, scenario_dir):
+    """The runner side alone: a process that wrote its record and then hangs, polled
+    past its timeout, is recorded with its own result, and killed."""
+    key = b"k" * 32
+    job, process = _lingering_worker(tmp_path, scenario_dir, key, key)
     job.started -= 10  # ten seconds ago: past the one-second timeout below
     result = job.poll(timeout_s=1, memory_mb=None)
     assert result is not None and result.status == "ok"
     assert process.returncode is not None  # the hanging process was ended
+
+
+def test_a_worker_lingering_after_its_sealed_record_is_ended_long_before_the_timeout(
+    tmp_path, scenario_dir, monkeypatch
+):
+    """A worker that wrote its sealed record but does not leave is ended once the
+    grace has passed, with its record kept, not left to run out the cell's timeout."""
+    monkeypatch.setattr(cell_process, "ENDING_GRACE_S", 0.5)
+    key = b"k" * 32
+    job, process = _lingering_worker(tmp_path, scenario_dir, key, key)
+    deadline = time.monotonic() + 120
+    result = None
+    while result is None and time.monotonic() < deadline:
+        result = job.poll(timeout_s=600, memory_mb=None)
+        time.sleep(0.05)
+    assert result is not None and result.status == "ok"
+    assert process.returncode is not None  # the lingering process was ended
+
+
+def test_a_result_file_not_sealed_with_the_cells_key_starts_no_grace(
+    tmp_path, scenario_dir, monkeypatch
+):
+    """A party process can write the cell's result file (forged: another key). That
+    must not end a cell that is still working: only the worker's sealed record starts
+    the grace."""
+    monkeypatch.setattr(cell_process, "ENDING_GRACE_S", 0.5)
+    job, process = _lingering_worker(tmp_path, scenario_dir, b"k" * 32, b"f" * 32)
+    try:
+        until = time.monotonic() + 3  # past the grace and two looks at the file
+        while time.monotonic() < until:
+            assert job.poll(timeout_s=600, memory_mb=None) is None
+            time.sleep(0.05)
+        assert process.poll() is None  # still running: not ended
+        assert job.sealed_at is None
+    finally:
+        job.kill()
+    assert process.returncode is not None
 
 
 def test_a_crash_record_names_the_signal_and_masks_the_stderr_tail(tmp_path, scenario_dir):
