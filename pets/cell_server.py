@@ -13,8 +13,8 @@ backend, and each child runs one cell and ends, so nothing passes from one cell 
 next. The server reports each child's exit status, so a crash is recorded the way a
 cold worker's is.
 
-The server's own environment carries the token ``<runner>/server`` (a kept server's:
-``<runner>-server``, outside every run's ``<runner>/...``); processes a cell starts
+The server's own environment carries the token ``<runner>/<run>.server`` (a kept
+server's: ``<runner>-server``, outside every run's ``<runner>/...``); processes a cell starts
 carry the cell's token, which the child sets before it starts any.
 """
 

@@ -95,12 +95,15 @@ class LocalExecutor:
         pending = list(cells)
         running: list[CellProcess] = []
         tmp = claim_scratch()
-        owner = owner_id()
+        # tokens name the run as well as the cell: two runs of one process (from two
+        # threads) number their cells alike, and ending one's cell 1 must not kill the
+        # other's
+        run = f"{owner_id()}/{uuid.uuid4().hex[:12]}"
         started = 0
         # the main thread outlives every run: it keeps its server for the next run
         kept = threading.current_thread() is threading.main_thread()
         server = (
-            cell_server(tmp, owner, options, libraries=len(pending) > 1, kept=kept)
+            cell_server(tmp, run, options, libraries=len(pending) > 1, kept=kept)
             if pending
             else None
         )
@@ -109,7 +112,7 @@ class LocalExecutor:
                 while pending and len(running) < max(1, options.jobs):
                     started += 1
                     cell = pending.pop(0)
-                    token = f"{owner}/{started}"
+                    token = f"{run}.{started}"
                     running.append(
                         CellProcess.start(
                             cell,
@@ -137,10 +140,12 @@ class LocalExecutor:
 
 
 def cell_server(
-    tmp: Path, owner: str, options: RunOptions, *, libraries: bool = True, kept: bool = False
+    tmp: Path, run: str, options: RunOptions, *, libraries: bool = True, kept: bool = False
 ) -> CellServer | None:
     """A run's warm cell server (:mod:`pets.cell_server`), or None (cold starts) when
-    ``options.warm`` is off or the server cannot start. ``libraries``: preload the
+    ``options.warm`` is off or the server cannot start. ``run`` names the run
+    (``<this process's id>/<random>``, the start of its cells' tokens; the server's is
+    ``<run>.server``). ``libraries``: preload the
     libraries cells use too (a run of several cells). ``kept``: the server this process
     keeps between runs (:func:`kept_cell_server`), else one for this run alone, with
     ``tmp`` as its ``TMPDIR``."""
@@ -150,7 +155,7 @@ def cell_server(
         return kept_cell_server(options.python, libraries=libraries)
     try:
         return CellServer(
-            options.python, worker_environment(tmp, f"{owner}/server"), libraries=libraries
+            options.python, worker_environment(tmp, f"{run}.server"), libraries=libraries
         )
     except OSError:
         return None
@@ -205,13 +210,12 @@ class DaskExecutor:
         run_id = uuid.uuid4().hex[:12]
         with self.connect(options) as client:
             stop = Event(f"pets-stop-{run_id}", client=client)
-            runner = owner_id()
             futures = {}
             for n, cell in enumerate(cells, 1):
                 future = client.submit(
                     run_cell_task,
                     cell.spec(options).to_json(),
-                    f"{runner}-{n}",
+                    f"{run_id}-{n}",
                     options.timeout_s,
                     options.memory_mb,
                     stop.name,

@@ -315,6 +315,18 @@ class Forking(Plaintext):
         return super().run_party(context)
 
 
+class SlowPlaintext(Plaintext):
+    """Plaintext, but each party first waits ``seconds``: a cell that is still running
+    while another run's cell ends."""
+
+    def __init__(self, *, seconds: float = 5.0) -> None:
+        self.seconds = seconds
+
+    def run_party(self, context: PartyContext) -> object:
+        time.sleep(self.seconds)
+        return super().run_party(context)
+
+
 class LeavesAThread(Backend):
     """Prototyping style (runs in the worker): answers with local sums, leaving a
     non-daemon thread running, as a careless library might."""

@@ -245,7 +245,44 @@ def test_a_run_from_another_thread_starts_and_ends_its_own_server(tmp_path, scen
     assert (frame["status"] == "ok").all()
     assert all('"cell_start": "warm"' in e for e in frame["environment"])
     assert _kept_pid() == kept  # left alone
-    assert carrying(f"{owner_id()}/server") == []  # the thread's own server was closed
+    assert carrying(f"{owner_id()}/") == []  # the thread's own server was closed
+
+
+def test_two_runs_of_one_process_at_once_do_not_end_each_others_cells(tmp_path, scenario_dir):
+    """Two runs in one process (a thread each) both number their first cell 1; the
+    cell tokens also name the run, so when the quick run's cell ends and its processes
+    are killed, the slow run's parties, still working, are not among them."""
+    import threading
+
+    from conftest import make_registry
+
+    registry = make_registry()
+    registry.add("slow_plaintext", "misbehaving:SlowPlaintext")
+
+    def run(name, backend, **params):
+        return pets.run(
+            ["multi_site_prevalence"],
+            [backend],
+            params=params,
+            size=300,
+            out=tmp_path / name,
+            scenario_dir=scenario_dir,
+            registry=registry,
+            leakage="off",
+            progress=False,
+        )
+
+    frames = {}
+    slow = threading.Thread(
+        target=lambda: frames.update(slow=run("slow", "slow_plaintext", seconds=8.0))
+    )
+    slow.start()
+    time.sleep(2.0)  # the slow run's parties are up and waiting by now
+    frames["quick"] = run("quick", "plaintext")
+    slow.join()
+    for name in ("quick", "slow"):
+        (row,) = frames[name].to_dict("records")
+        assert row["status"] == "ok", (name, row["error"])
 
 
 def test_a_kept_server_ends_with_its_process(tmp_path, scenario_dir):
