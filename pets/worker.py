@@ -226,6 +226,7 @@ def execute_cell(spec: CellSpec | Mapping[str, Any]) -> Record:
         return failed(exc.status, prefix + str(exc))
     cost = _cost(spec, run.wall_s, run.cpu_s, run.peak_rss_mb, run.session)
     cost["party_startup_s"] = run.startup_s
+    cost["party_load_s"] = run.load_s
     cost["by_party"] = run.party_costs
     return _score(
         spec,

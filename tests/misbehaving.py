@@ -327,6 +327,16 @@ class SlowPlaintext(Plaintext):
         return super().run_party(context)
 
 
+class SlowToBuild(Plaintext):
+    """Plaintext whose constructor works for ``seconds`` (key generation, say, where
+    the contract says a constructor only stores parameters): work the protocol's clock
+    must not miss."""
+
+    def __init__(self, *, seconds: float = 1.0) -> None:
+        self.seconds = seconds
+        time.sleep(seconds)
+
+
 class LeavesAThread(Backend):
     """Prototyping style (runs in the worker): answers with local sums, leaving a
     non-daemon thread running, as a careless library might."""

@@ -12,12 +12,13 @@ import pandas as pd
 import pytest
 
 from pets.api import AggregateOutput, LinkageOutput, LogisticModel, QueryOutput
+from pets.backends.plaintext import Plaintext
 from pets.runtime.codec import CodecError, decode_task, decode_value, encode_task, encode_value
 from pets.runtime.harness import PartyProgramError, runner_for
 from pets.scenarios import build_problem, load_scenario
 from pets.tasks import TASK_KINDS
 
-from misbehaving import Crashing, Deadlocking, ScratchWriter, WrongOutput
+from misbehaving import Crashing, Deadlocking, ScratchWriter, SlowToBuild, WrongOutput
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,6 +79,20 @@ def test_each_run_gets_a_scratch_folder_that_is_removed(problem, tmp_path, monke
     assert isinstance(run.output, AggregateOutput)
     assert list(tmp_path.iterdir()) == []
     assert run.startup_s > 0 and set(run.party_costs) == set(problem.task.party_names)
+
+
+def test_the_protocol_clock_starts_when_every_party_holds_its_data_and_misses_no_backend_code(
+    problem,
+):
+    """Handing out the data is timed apart (``load_s``); a backend that works in its
+    constructor (outside ``run_party``) still has that work inside ``wall_s``: it is
+    built only after the clock starts, in every party."""
+    plain = _run(Plaintext(), problem)
+    assert plain.load_s > 0 and plain.startup_s > 0
+    slow = _run(SlowToBuild(seconds=1.5), problem)
+    assert slow.wall_s >= 1.5  # the constructor's work, in the timed window
+    assert slow.load_s < 1.5  # and not in the data's hand-out
+    assert slow.output.table.equals(plain.output.table)
 
 
 def test_a_long_temporary_folder_does_not_break_the_fork_server(tmp_path):

@@ -5,10 +5,11 @@ and the backend's module but never held any party's data, or, for a backend in i
 environment, started as a fresh interpreter of that environment
 (:mod:`pets.runtime.venv`) that serves a link handed to it as a file descriptor. It
 says ``hello``, then either describes the backend (``describe``: parameter names,
-capabilities, helper parties) or runs one party program (``start``): it builds the
-backend from its parameters, decodes its own input, calls
-``backend.run_party(context)`` and reports ``done`` with its output, or ``fail`` with a
-status and a message.
+capabilities, helper parties) or runs one party program (``start``): it decodes its
+own input and the public task and says ``loaded``; on the harness's ``go`` (sent once
+every party has loaded, which starts the protocol's clock) it builds the backend from
+its parameters, calls ``backend.run_party(context)`` and reports ``done`` with its
+output, or ``fail`` with a status and a message.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from pets.processes import die_with_parent, drop_inspection_rights
+from pets.registry import load_target
 from pets.runtime import _link
 from pets.runtime.codec import decode_task, decode_value, encode_value
 from pets.runtime.context import PartyContext, PartyNetwork
@@ -51,8 +53,6 @@ def _fail(conn: Any, exc: BaseException) -> None:
 
 
 def _load(target: str) -> Any:
-    from pets.registry import load_target
-
     return load_target(target)
 
 
@@ -97,7 +97,7 @@ def _describe(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
 def _start(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
     task = decode_task(frames[0])
     data = decode_value(frames[1]) if len(frames) > 1 and frames[1] else None
-    backend = _load(header["target"])(**header["params"])
+    target, params = str(header["target"]), dict(header["params"])
     network = header.get("network")
     scratch = Path(header["scratch"])
     scratch.mkdir(parents=True, exist_ok=True)
@@ -118,7 +118,15 @@ def _start(conn: Any, header: dict[str, Any], frames: list[bytes]) -> None:
         ),
         scratch=scratch,
     )
-    output = backend.run_party(context)
+    # the party holds its data now: the harness starts the protocol's clock once every
+    # party has said so, and lets them all go at once. The backend's module is imported
+    # (a no-op where the fork server preloaded it) and the backend built only after
+    # "go", so no backend code of this process runs before the clock starts
+    _link.write(conn, {"op": "loaded"})
+    go, _ = _link.read(conn)
+    if go.get("op") != "go":
+        raise RuntimeError(f"the harness sent {go.get('op')!r} instead of 'go'")
+    output = _load(target)(**params).run_party(context)
     frames_out = [] if output is None else [encode_value(output)]
     _link.write(conn, {"op": "done", "phases": context.phase_times()}, *frames_out)
 

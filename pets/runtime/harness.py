@@ -63,13 +63,17 @@ class ProtocolRun:
     session : Session
         The ledger: transcript, reveals, traffic and rounds, phases.
     wall_s : float
-        From the first party's start message to the last party's ``done``.
+        From the moment every party holds its data and has built its backend (the
+        harness then sends each ``go``) to the last party's ``done``.
     cpu_s : float
         CPU time of every party process (and the children they waited for).
     peak_rss_mb : float
         The largest peak resident memory of any party process.
     startup_s : float
         Time to start every party process (fork and ``hello``), apart from ``wall_s``.
+    load_s : float
+        Time to hand every party its data and the public task (sent, decoded, backend
+        built), apart from ``wall_s``: in a deployment each party already holds its data.
     party_costs : dict
         Per party: ``cpu_s`` and ``peak_rss_mb``.
     """
@@ -80,6 +84,7 @@ class ProtocolRun:
     cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
     startup_s: float = 0.0
+    load_s: float = 0.0
     party_costs: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
@@ -148,7 +153,7 @@ def run_protocol(
         await_ready(list(procs.values()), deadline)
         startup = time.perf_counter() - t0
         task_bytes = encode_task(task)
-        t1 = time.perf_counter()
+        t_load = time.perf_counter()
         for role in parties:
             data = party_data.get(role.name)
             header = {
@@ -163,6 +168,11 @@ def run_protocol(
             }
             body = b"" if data is None else encode_value(data)
             _link.write(procs[role.name].conn, header, task_bytes, body)
+        _await_loaded(procs, deadline)
+        t1 = time.perf_counter()
+        load = t1 - t_load
+        for proc in procs.values():
+            _link.write(proc.conn, {"op": "go"})
         _route(procs, session, deadline)
         wall = time.perf_counter() - t1
     except BaseException:
@@ -213,8 +223,61 @@ def run_protocol(
         cpu_s=sum(p.cpu_s for p in procs.values()),
         peak_rss_mb=max((p.peak_rss_mb for p in procs.values()), default=0.0),
         startup_s=startup,
+        load_s=load,
         party_costs={n: {"cpu_s": p.cpu_s, "peak_rss_mb": p.peak_rss_mb} for n, p in procs.items()},
     )
+
+
+def _await_loaded(procs: Mapping[str, PartyProcess], deadline: float) -> None:
+    """Wait until every party has decoded its data and built its backend (``loaded``);
+    raise :class:`PartyProgramError` for a party that failed, died or broke the
+    protocol instead, or when ``deadline`` passes."""
+    pending = {p.conn: p for p in procs.values()}
+    sentinels = {p.process.sentinel: p for p in procs.values()}
+    while pending:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            late = sorted(p.name for p in pending.values())
+            raise PartyProgramError(
+                "party_failed", f"parties {late} did not load their data in time"
+            )
+        live = list(pending.values())
+        ready = wait([p.conn for p in live] + [p.process.sentinel for p in live], left)
+        for obj in ready:
+            party = pending.get(obj)  # type: ignore[call-overload]
+            if party is None:
+                dead = sentinels.get(obj)  # type: ignore[call-overload]
+                if dead is not None and dead.conn in pending and not dead.conn.poll():
+                    raise PartyProgramError(
+                        "party_failed",
+                        f"party process {dead.name!r} ended ({_how(dead.process.exitcode)}) "
+                        "before its program started",
+                        dead.name,
+                    )
+                continue
+            try:
+                header, _ = _link.read(party.conn)
+            except (EOFError, OSError, _link.LinkError):
+                party.process.join(timeout=5)
+                raise PartyProgramError(
+                    "party_failed",
+                    f"party process {party.name!r} ended ({_how(party.process.exitcode)}) "
+                    "before its program started",
+                    party.name,
+                ) from None
+            op = header.get("op")
+            if op == "fail":
+                status = str(header.get("status", "failed"))
+                if status not in ("failed", "unsupported", "party_failed"):
+                    status = "failed"
+                raise PartyProgramError(status, str(header.get("message", "")), party.name)
+            if op != "loaded":
+                raise PartyProgramError(
+                    "failed",
+                    f"party {party.name!r} sent {op!r} before its program started",
+                    party.name,
+                )
+            del pending[obj]
 
 
 def _route(procs: Mapping[str, PartyProcess], session: Session, deadline: float) -> None:
