@@ -1,9 +1,10 @@
 """The harness's cache folder: what is kept between runs on this machine for this user.
 
-It holds the conformance kit's verdicts (``verdicts/``, :mod:`pets.testing.verdicts`)
-and the programs JAX compiled for ``synth-dp`` (``jax/``,
-:mod:`pets.backends.synth.jax_setup`). Nothing in it is data: no rows, identifiers or
-keys. ``$PETS_CACHE`` moves it (default ``~/.cache/pets-sandbox``).
+It holds the conformance kit's verdicts (``verdicts/``, :mod:`pets.testing.verdicts`),
+the programs JAX compiled for ``synth-dp`` (``jax/``,
+:mod:`pets.backends.synth.jax_setup`) and the seconds each cell took (``cell_times/``,
+:mod:`pets.schedule`, by a hash of the cell's work). Nothing in it is data: no rows,
+identifiers or keys. ``$PETS_CACHE`` moves it (default ``~/.cache/pets-sandbox``).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -34,7 +34,11 @@ from pets.processes import refuse_inspection
 from pets.records import Record, ResultStore, StoreError, cell_key
 from pets.registry import Registry
 from pets.scenarios import Scenario, find_scenarios, load_scenario
+from pets.schedule import CellTimes, longest_first
 from pets.worker import environment, unsupported_message
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pets.api import Capabilities
 
 __all__ = ["Cell", "RunOptions", "execute_plan", "plan_cells", "run"]
 
@@ -278,16 +282,23 @@ def _execute(
     todo = [c for c in cells if c.key not in done]
     _write_manifest(store, cells, options)
     bar = _progress(len(cells), len(cells) - len(todo), options.progress)
-    for cell, record in zip(list(todo), _unsupported_here(todo), strict=True):
+    dp_claims = set()
+    for cell, (record, capabilities) in zip(list(todo), _unsupported_here(todo), strict=True):
         if record is not None:
             todo.remove(cell)
             store.append(record)
             if on_record:
                 on_record(record)
             bar.update(1)
+        elif capabilities is not None and capabilities.claim.epsilon is not None:
+            dp_claims.add(cell.key)
+    times = CellTimes.load()
+    if options.jobs > 1 or options.executor != "local":  # one at a time: order is moot
+        todo = longest_first(todo, times, options.leakage, lambda c: c.key in dp_claims)
 
     def deliver(cell: Cell, record: Record) -> None:
         store.append(record)
+        times.note(cell, options.leakage, record)
         if on_record:
             on_record(record)
         bar.set_postfix_str(f"{cell.label()}: {record.status}", refresh=False)
@@ -298,6 +309,7 @@ def _execute(
             executor_for(options).run(todo, options, deliver)
         finally:
             bar.close()
+            times.save()
 
 
 @contextlib.contextmanager
@@ -319,12 +331,14 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _unsupported_here(cells: Sequence[Cell]) -> list[Record | None]:
+def _unsupported_here(cells: Sequence[Cell]) -> list[tuple[Record | None, Capabilities | None]]:
     """Settle the cells whose backend does not serve the task kind without a process each.
 
     Capabilities are data: one throwaway party process reads them for every distinct
     backend and parameters (backend code never runs in the runner). Where a backend
-    cannot be built there, the cell's worker decides and records why.
+    cannot be built there, the cell's worker decides and records why. Each cell gets
+    its ``unsupported`` record (or None: it runs) and its backend's capabilities as
+    declared (None where they could not be read).
     """
     from pets.api import Capabilities
     from pets.runtime.harness import BackendDescription, PartyLauncher, describe_backends
@@ -335,9 +349,9 @@ def _unsupported_here(cells: Sequence[Cell]) -> list[Record | None]:
     try:
         answers = describe_backends(PartyLauncher(), [(t, json.loads(p)) for t, p in requests])
     except Exception:  # the probe as a whole failed: every worker decides on its own
-        return [None] * len(cells)
+        return [(None, None)] * len(cells)
     described = dict(zip(requests, answers, strict=True))
-    out: list[Record | None] = []
+    out: list[tuple[Record | None, Capabilities | None]] = []
     for cell in cells:
         answer = described[(cell.target, json.dumps(cell.params, sort_keys=True))]
         try:
@@ -349,28 +363,25 @@ def _unsupported_here(cells: Sequence[Cell]) -> list[Record | None]:
         except (TypeError, ValueError):
             capabilities = None
         if capabilities is None or cell.scenario.kind in capabilities.task_kinds:
-            out.append(None)
+            out.append((None, capabilities))
             continue
-        out.append(
-            Record(
-                scenario=cell.scenario.id,
-                backend=cell.backend,
-                params=dict(cell.params),
-                size=cell.size,
-                seed=cell.seed,
-                repeat=cell.repeat,
-                status="unsupported",
-                error=unsupported_message(
-                    cell.backend, capabilities.task_kinds, cell.scenario.kind
-                ),
-                kind=cell.scenario.kind,
-                pet_class=capabilities.pet_class.value,
-                card_hash=cell.scenario.card_hash,
-                key=cell.key,
-                started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                environment=environment(),
-            )
+        record = Record(
+            scenario=cell.scenario.id,
+            backend=cell.backend,
+            params=dict(cell.params),
+            size=cell.size,
+            seed=cell.seed,
+            repeat=cell.repeat,
+            status="unsupported",
+            error=unsupported_message(cell.backend, capabilities.task_kinds, cell.scenario.kind),
+            kind=cell.scenario.kind,
+            pet_class=capabilities.pet_class.value,
+            card_hash=cell.scenario.card_hash,
+            key=cell.key,
+            started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            environment=environment(),
         )
+        out.append((record, capabilities))
     return out
 
 
