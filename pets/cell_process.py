@@ -13,7 +13,6 @@ ended with the last lines of its standard error, masked.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import secrets
 import shutil
@@ -209,48 +208,33 @@ class CellProcess:
 
     def _record(self, elapsed: float, timeout_s: float, memory_mb: float | None) -> Record:
         cell = self.cell
-        base = {
-            "scenario": cell.scenario.id,
-            "backend": cell.backend,
-            "params": dict(cell.params),
-            "size": cell.size,
-            "seed": cell.seed,
-            "repeat": cell.repeat,
-            "card_hash": cell.scenario.card_hash,
-            "kind": cell.scenario.kind,
-            "key": cell.key,
-            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        }
         cost = {"wall_s": elapsed, "peak_rss_mb": self.peak_mb or None}
         if self.killed_for == "timeout":
-            return Record(
-                status="timeout",
+            return cell.record(
+                "timeout",
                 error=f"cell exceeded the {timeout_s:g} s timeout and was stopped",
                 cost=cost,
-                **base,
             )
         if self.killed_for == "memory":
-            return Record(
-                status="failed",
+            return cell.record(
+                "failed",
                 error=f"cell exceeded the {memory_mb:g} MiB memory limit and was stopped",
                 cost=cost,
-                **base,
             )
         if self.out_path.exists():
             try:
                 return Record.from_dict(open_result(self.out_path.read_bytes(), self.key))
             except ForgedResult as exc:
-                return Record(
-                    status="failed",
+                return cell.record(
+                    "failed",
                     error=f"{exc}: a process of the cell wrote it, not the worker; discarded",
                     cost=cost,
-                    **base,
                 )
         tail = self.stderr_path.read_text(errors="replace").strip().splitlines()[-5:]
         message = f"cell process ended without a record ({how_ended(self.process.returncode)})"
         if tail:
             message += ": " + " | ".join(tail)
-        return Record(status="failed", error=redact(message)[:4000], cost=cost, **base)
+        return cell.record("failed", error=redact(message)[:4000], cost=cost)
 
 
 def _tree_rss_mb(pid: int) -> float:

@@ -23,7 +23,6 @@ and the writer lock work the same whatever the executor.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import shutil
 import sys
 import tempfile
@@ -324,20 +323,7 @@ def _record_of(future: Any, cell: Cell) -> Record:
 
 
 def _failed(cell: Cell, message: str) -> Record:
-    return Record(
-        scenario=cell.scenario.id,
-        backend=cell.backend,
-        params=dict(cell.params),
-        size=cell.size,
-        seed=cell.seed,
-        repeat=cell.repeat,
-        status="failed",
-        error=redact(message)[:4000],
-        kind=cell.scenario.kind,
-        card_hash=cell.scenario.card_hash,
-        key=cell.key,
-        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    )
+    return cell.record("failed", error=redact(message)[:4000])
 
 
 def cell_from_spec(spec: CellSpec) -> Cell:

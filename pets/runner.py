@@ -86,6 +86,24 @@ class Cell:
             network=options.network.merged(self.scenario.network),
         )
 
+    def record(self, status: str, **fields: Any) -> Record:
+        """A record of this cell that the harness writes, not the cell's worker (it
+        could not run, or did not end well): ``status`` and ``fields`` over the cell's
+        identity, card version and kind, stamped now."""
+        base: dict[str, Any] = {
+            "scenario": self.scenario.id,
+            "backend": self.backend,
+            "params": dict(self.params),
+            "size": self.size,
+            "seed": self.seed,
+            "repeat": self.repeat,
+            "kind": self.scenario.kind,
+            "card_hash": self.scenario.card_hash,
+            "key": self.key,
+            "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        return Record(**{**base, **fields, "status": status})
+
     def label(self) -> str:
         """Short human-readable name for progress lines."""
         params = ",".join(f"{k}={v}" for k, v in self.params.items())
@@ -365,20 +383,10 @@ def _unsupported_here(cells: Sequence[Cell]) -> list[tuple[Record | None, Capabi
         if capabilities is None or cell.scenario.kind in capabilities.task_kinds:
             out.append((None, capabilities))
             continue
-        record = Record(
-            scenario=cell.scenario.id,
-            backend=cell.backend,
-            params=dict(cell.params),
-            size=cell.size,
-            seed=cell.seed,
-            repeat=cell.repeat,
-            status="unsupported",
+        record = cell.record(
+            "unsupported",
             error=unsupported_message(cell.backend, capabilities.task_kinds, cell.scenario.kind),
-            kind=cell.scenario.kind,
             pet_class=capabilities.pet_class.value,
-            card_hash=cell.scenario.card_hash,
-            key=cell.key,
-            started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             environment=environment(),
         )
         out.append((record, capabilities))

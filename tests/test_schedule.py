@@ -29,17 +29,7 @@ def _cells(scenario_dir, backends, **options):
 
 
 def _ok(cell, **cost):
-    return Record(
-        scenario=cell.scenario.id,
-        backend=cell.backend,
-        params=dict(cell.params),
-        size=cell.size,
-        seed=cell.seed,
-        repeat=cell.repeat,
-        status="ok",
-        key=cell.key,
-        cost=cost,
-    )
+    return cell.record("ok", cost=cost)
 
 
 def test_known_times_go_longest_first_and_new_audited_cells_before_other_new_ones(
