@@ -131,8 +131,8 @@ RATING_SCALES: dict[str, RatingScale] = {
             Band(_INF, "hours", "poor"),
         ),
         unit="seconds",
-        meaning="Wall time of the protocol from the first party's start to the last "
-        "party's end; the WAN figure adds 50 ms per round and 100 Mbit/s for the busiest "
+        meaning="Wall time of the protocol from the moment every party holds its data to "
+        "the last party's end; the WAN figure adds 50 ms per round and 100 Mbit/s for the busiest "
         "link's bytes.",
     ),
     "bytes": RatingScale(
