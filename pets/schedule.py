@@ -126,8 +126,9 @@ class CellTimes:
         a file that cannot be written is left as it was."""
         if self.path is None or not self._noted:
             return
-        merged = {**_read(self.path), **self._noted}
-        kept = dict(list(merged.items())[-_MAX_ENTRIES:])
+        kept = {k: v for k, v in _read(self.path).items() if k not in self._noted}
+        kept.update(self._noted)  # this run's times last, so the oldest go first
+        kept = dict(list(kept.items())[-_MAX_ENTRIES:])
         with contextlib.suppress(OSError):
             write_atomic(self.path, json.dumps(kept).encode())
 

@@ -134,3 +134,67 @@ def test_a_second_run_starts_the_cell_that_took_longest_first(scenario_dir, tmp_
     assert handed[2] == ["plaintext", "sdc-suppress", "slow_plaintext"]
     kept = json.loads((tmp_path / "cache" / "cell_times" / "times.json").read_text())
     assert len(kept) == 3 and max(kept.values()) >= 2.0
+
+
+def test_the_runner_starts_a_new_cell_with_a_dp_claim_first_only_when_it_is_audited(
+    scenario_dir, tmp_path, monkeypatch
+):
+    """With no times kept, the runner reads each backend's declared claim: an ``opendp``
+    cell (epsilon claimed) goes before ``plaintext`` when attacks are on, and the plan's
+    order stands with attacks off. The executor only notes the order here."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    handed: list[list[str]] = []
+
+    class Noting:
+        def __init__(self, options):
+            pass
+
+        def run(self, cells, options, deliver):
+            handed.append([c.backend for c in cells])
+
+    monkeypatch.setattr(pets.runner, "executor_for", Noting)
+    for leakage in ("fast", "off"):
+        pets.run(
+            ["multi_site_prevalence"],
+            ["plaintext", "opendp"],
+            params={"epsilon": 1.0},
+            size=300,
+            out=tmp_path / leakage,
+            scenario_dir=scenario_dir,
+            leakage=leakage,
+            jobs=2,
+            progress=False,
+        )
+    assert handed == [["opendp", "plaintext"], ["plaintext", "opendp"]]
+
+
+def test_past_the_limit_the_cells_timed_longest_ago_are_forgotten_first(
+    scenario_dir, tmp_path, monkeypatch
+):
+    import pets.schedule
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(pets.schedule, "_MAX_ENTRIES", 2)
+    plain, mpyc, sdc = _cells(scenario_dir, ["plaintext", "mpyc", "sdc-suppress"])
+    for cell, seconds in ((plain, 1.0), (mpyc, 2.0), (plain, 3.0), (sdc, 4.0)):
+        times = CellTimes.load()
+        times.note(cell, "fast", _ok(cell, wall_s=seconds))
+        times.save()
+    kept = CellTimes.load()
+    assert kept.expected(plain, "fast", False) == 3.0  # timed again: kept
+    assert kept.expected(sdc, "fast", False) == 4.0
+    assert signature(mpyc, "fast") not in kept.seconds  # the oldest: forgotten
+
+
+def test_a_cache_that_is_not_a_folder_keeps_no_times_and_the_run_goes_on(
+    scenario_dir, tmp_path, monkeypatch
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv(CACHE_ENV, str(blocker))
+    times = CellTimes.load()
+    assert times.path is None
+    (cell,) = _cells(scenario_dir, ["plaintext"])
+    times.note(cell, "fast", _ok(cell, wall_s=1.0))
+    times.save()  # nothing to write to: nothing written, no error
+    assert blocker.read_text() == "not a folder"

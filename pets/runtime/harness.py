@@ -63,8 +63,8 @@ class ProtocolRun:
     session : Session
         The ledger: transcript, reveals, traffic and rounds, phases.
     wall_s : float
-        From the moment every party holds its data and has built its backend (the
-        harness then sends each ``go``) to the last party's ``done``.
+        From the moment every party holds its data (the harness then sends each
+        ``go``, after which the party builds its backend) to the last party's ``done``.
     cpu_s : float
         CPU time of every party process (and the children they waited for).
     peak_rss_mb : float
@@ -72,8 +72,8 @@ class ProtocolRun:
     startup_s : float
         Time to start every party process (fork and ``hello``), apart from ``wall_s``.
     load_s : float
-        Time to hand every party its data and the public task (sent, decoded, backend
-        built), apart from ``wall_s``: in a deployment each party already holds its data.
+        Time to hand every party its data and the public task (sent and decoded),
+        apart from ``wall_s``: in a deployment each party already holds its data.
     party_costs : dict
         Per party: ``cpu_s`` and ``peak_rss_mb``.
     """
@@ -229,7 +229,7 @@ def run_protocol(
 
 
 def _await_loaded(procs: Mapping[str, PartyProcess], deadline: float) -> None:
-    """Wait until every party has decoded its data and built its backend (``loaded``);
+    """Wait until every party has decoded its data and the public task (``loaded``);
     raise :class:`PartyProgramError` for a party that failed, died or broke the
     protocol instead, or when ``deadline`` passes."""
     pending = {p.conn: p for p in procs.values()}
@@ -267,10 +267,7 @@ def _await_loaded(procs: Mapping[str, PartyProcess], deadline: float) -> None:
                 ) from None
             op = header.get("op")
             if op == "fail":
-                status = str(header.get("status", "failed"))
-                if status not in ("failed", "unsupported", "party_failed"):
-                    status = "failed"
-                raise PartyProgramError(status, str(header.get("message", "")), party.name)
+                raise _reported_failure(party, header)
             if op != "loaded":
                 raise PartyProgramError(
                     "failed",
@@ -278,6 +275,15 @@ def _await_loaded(procs: Mapping[str, PartyProcess], deadline: float) -> None:
                     party.name,
                 )
             del pending[obj]
+
+
+def _reported_failure(party: PartyProcess, header: Mapping[str, Any]) -> PartyProgramError:
+    """The error a party's ``fail`` message reports (a status it may not give becomes
+    ``failed``)."""
+    status = str(header.get("status", "failed"))
+    if status not in ("failed", "unsupported", "party_failed"):
+        status = "failed"
+    return PartyProgramError(status, str(header.get("message", "")), party.name)
 
 
 def _route(procs: Mapping[str, PartyProcess], session: Session, deadline: float) -> None:
@@ -366,10 +372,7 @@ def _handle(
             party.output = frames[0] if frames else None
             party.state = "done"
         elif op == "fail":
-            status = str(header.get("status", "failed"))
-            if status not in ("failed", "unsupported", "party_failed"):
-                status = "failed"
-            raise PartyProgramError(status, str(header.get("message", "")), party.name)
+            raise _reported_failure(party, header)
         else:
             raise PartyProgramError("failed", f"party {party.name!r} sent unknown op {op!r}")
     except PartyProgramError:
