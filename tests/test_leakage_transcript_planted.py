@@ -123,18 +123,17 @@ def test_the_aggregators_view_tells_apart_inputs_with_the_same_output(aggregate,
     assert found["analyst"]["residual_risk"] == 0.0  # it sees the same output either way
 
 
-def test_totals_no_search_decodes_are_told_apart_by_the_rerun_views(aggregate, tmp_path_factory):
+def test_totals_no_search_decodes_are_told_apart_by_the_rerun_views(aggregate):
     summaries = _attacks(aggregate, "totals_xored", "intermediate_exposure")
     assert all(a.get("residual_risk", 0) < 0.1 for a in summaries)  # the pad hides them
     found = {
         a["observer"]: a for a in _attacks(aggregate, "totals_xored", "transcript_distinguishing")
     }
     assert found["aggregator"]["success_rate"] == 1.0
-    # four runs per input (fast) cannot lift the interval's lower end past the flag's
-    # threshold; twelve (full) can
-    assert "exposes_inputs" not in _flags(aggregate, "totals_xored")
-    full = _run(tmp_path_factory, "multi_site_prevalence", ["totals_xored"], 3000, "full")
-    flags = _flags(full, "totals_xored")
+    # four runs of each input told its views apart, so the harness ran twelve of each,
+    # whose interval's lower end passes the flag's threshold
+    assert found["aggregator"]["runs_per_input"] == 12
+    flags = _flags(aggregate, "totals_xored")
     assert "exposes_inputs" in flags and "claim_contradicted" in flags
 
 
