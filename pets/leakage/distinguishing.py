@@ -43,7 +43,9 @@ differ in exactly those.
 Blind spots: a leak the backend randomises on every run (noise, random padding or
 order, a fresh key) leaves no constant position, and only the value searches can find
 it; a leak in a view whose length varies run to run is only compared up to the
-shortest view. Other task kinds are not tested (their inputs with equal ideal output
+shortest view. A backend that checks its input (200 rows a holder, measures in
+quarters) can tell a rerun from the cell's run and leak only in the latter. Other task
+kinds are not tested (their inputs with equal ideal output
 are not built here).
 """
 
