@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from pets.cell_server import CellServer, ServedProcess, ServerGone
 from pets.cell_spec import CellSpec, ForgedResult, open_result
-from pets.containment import CELL_VARIABLE, descendants, process_table, stop_cell
+from pets.containment import CELL_VARIABLE, stop_cell, tree_memory_mb
 from pets.masking import redact
 from pets.processes import die_with_parent
 from pets.records import Record
@@ -169,9 +169,9 @@ class CellProcess:
                 self.killed_for = "timeout"
             elif memory_mb is not None and now - self.measured >= _MEASURE_EVERY_S:
                 self.measured = now
-                rss = _tree_rss_mb(self.process.pid)
-                self.peak_mb = max(self.peak_mb, rss)
-                if rss > memory_mb:
+                used = tree_memory_mb(self.process.pid, memory_mb)
+                self.peak_mb = max(self.peak_mb, used)
+                if used > memory_mb:
                     self.killed_for = "memory"
             if not written and self.killed_for is None:
                 return None
@@ -235,17 +235,3 @@ class CellProcess:
         if tail:
             message += ": " + " | ".join(tail)
         return cell.record("failed", error=redact(message)[:4000], cost=cost)
-
-
-def _tree_rss_mb(pid: int) -> float:
-    """Resident memory of ``pid`` and its descendants, in MiB (Linux /proc)."""
-    total = 0.0
-    for p in [pid, *descendants(pid, process_table())]:
-        try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1]) / 1024
-                    break
-        except (OSError, ValueError):
-            continue
-    return total

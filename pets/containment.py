@@ -47,6 +47,7 @@ __all__ = [
     "process_table",
     "stop_cell",
     "sweep_stale_scratch",
+    "tree_memory_mb",
 ]
 
 #: Environment variable every process of a cell inherits: ``<runner id>/<cell>``.
@@ -103,6 +104,48 @@ def descendants(pid: int, table: dict[int, ProcessInfo] | None = None) -> list[i
         out.append(p)
         stack.extend(children.get(p, []))
     return out
+
+
+#: Where each memory measure is read in ``/proc/<pid>``, in order of preference:
+#: ``rss`` the resident set (cheap); ``pss`` the proportional set (a process's private
+#: pages, and each page it shares divided by the number of processes sharing it: a
+#: walk of its page tables), or the resident set where the kernel has no
+#: ``smaps_rollup``.
+_MEASURES = {
+    "rss": (("status", "VmRSS:"),),
+    "pss": (("smaps_rollup", "Pss:"), ("status", "VmRSS:")),
+}
+
+
+def _memory_kib(pid: int, measure: str) -> int:
+    """One process's memory by ``measure`` (see :data:`_MEASURES`) in KiB; 0 for a
+    process that has gone."""
+    for name, key in _MEASURES[measure]:
+        try:
+            text = Path(f"/proc/{pid}/{name}").read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith(key):
+                return int(line.split()[1])
+    return 0
+
+
+def tree_memory_mb(pid: int, limit_mb: float | None = None) -> float:
+    """Memory of ``pid`` and its descendants in MiB, as the sum of their proportional
+    set sizes: a page the processes share (a fork server's imported libraries, which
+    every party forked from it maps) counts once in all, not once in each, so a cell
+    whose parties fork idle children is not charged for copies that do not exist.
+
+    With ``limit_mb``, the cheap sum of resident sets (never below the proportional
+    one) is taken first and returned when it is within the limit.
+    """
+    tree = [pid, *descendants(pid)]
+    if limit_mb is not None:
+        resident = sum(_memory_kib(p, "rss") for p in tree) / 1024
+        if resident <= limit_mb:
+            return resident
+    return sum(_memory_kib(p, "pss") for p in tree) / 1024
 
 
 def owner_id(pid: int | None = None) -> str:

@@ -4,10 +4,13 @@ timeout, a crash's record says what happened (masked). Real processes throughout
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 import pets
 from pets import cell_process
@@ -17,10 +20,12 @@ from pets.containment import (
     CELL_VARIABLE,
     carrying,
     claim_scratch,
+    descendants,
     owner_id,
     process_table,
     stop_cell,
     sweep_stale_scratch,
+    tree_memory_mb,
 )
 from pets.records import Record, ResultStore
 from pets.runner import RunOptions, execute_plan, plan_cells
@@ -257,3 +262,52 @@ def test_scratch_of_a_dead_runner_is_swept_and_a_live_ones_kept(tmp_path):
     assert sorted(removed) == sorted([stale, reused])
     assert mine.exists() and other.exists()
     assert not stale.exists() and not reused.exists()
+
+
+_FORKED_COPIES = """
+import os, sys, time
+import numpy as np
+block = np.ones(100 * 2**20 // 8)  # 100 MiB, every page touched
+for _ in range(8):
+    if os.fork() == 0:
+        if sys.argv[1] == "write":
+            block += 1  # the child's own copy of every page
+        os.write(1, b"r")  # one byte, one write: ready
+        time.sleep(120)
+        os._exit(0)
+time.sleep(120)
+"""
+
+
+def _rss_sum_mb(pid: int) -> float:
+    total = 0.0
+    for p in [pid, *descendants(pid)]:
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
+@pytest.mark.parametrize("children", ["share", "write"])
+def test_a_cells_memory_counts_each_shared_page_once_and_each_copy(children):
+    """Eight forked children of a process holding 100 MiB: sharing its pages they add
+    next to nothing to the tree's memory (the sum of their resident sets counts the
+    block nine times); writing their own copies they add 100 MiB each."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", _FORKED_COPIES, children],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.read(8) == b"r" * 8
+        time.sleep(0.2)  # the parent's last fork has returned
+        memory, rss_sum = tree_memory_mb(process.pid), _rss_sum_mb(process.pid)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert rss_sum > 900
+    if children == "share":
+        assert memory < 300, (memory, rss_sum)
+    else:
+        assert memory > 850, (memory, rss_sum)
