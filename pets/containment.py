@@ -127,7 +127,8 @@ def _memory_kib(pid: int, measure: str) -> int:
             continue
         for line in text.splitlines():
             if line.startswith(key):
-                return int(line.split()[1])
+                with contextlib.suppress(ValueError):  # a line cut short counts as gone
+                    return int(line.split()[1])
     return 0
 
 
