@@ -249,6 +249,22 @@ def test_summary_search_makes_no_chance_matches():
     assert not intermediates._View([noise + small + b"190"]).found(values).any()
 
 
+def _family(hits: int, trials: int) -> dict:
+    return {"hits": hits, "trials": trials, "control_hits": 0, "control_trials": trials}
+
+
+def test_two_chance_matches_in_small_families_are_not_scored_as_their_leak():
+    """A float64 count's pattern is mostly zero bytes: after a frame's length field (six
+    zero bytes) two random bytes complete it, so in a long view of ciphertexts a match
+    or two turns up by chance (honest unpacked paillier: two counts of 24, 0.083)."""
+    chance = {"totals.n": _family(1, 4), "margins.n": _family(1, 20), "cells.sums": _family(0, 900)}
+    name, scored = intermediates._worst(chance)
+    assert (scored["hits"], scored["trials"]) == (2, 924)  # every family, pooled
+    leak = {**chance, "totals.n": _family(3, 4)}
+    name, scored = intermediates._worst(leak)
+    assert name == "totals.n" and (scored["hits"], scored["trials"]) == (3, 4)
+
+
 def test_plain_quantities_are_not_searched():
     values = np.array([3.0, 99.0, 100.0, 0.5, 0.25, 0.125, 61.25, np.nan])
     assert intermediates.distinctive(values).tolist() == [
